@@ -1,0 +1,5 @@
+"""``python -m bot`` is ``signbot``."""
+
+from bot.cli import main
+
+main()

@@ -1,0 +1,134 @@
+"""``create_app(settings)``: composes the routers, the error mapping and the shared services.
+
+Everything a request needs hangs off ``app.state`` (database, storage, limiter, authenticator,
+token secret, public URL), built here from the one ``Settings`` object and nowhere else.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse
+
+from bot import __version__
+from bot.accounts.routes import router as accounts_router
+from bot.config import Settings
+from bot.db import Database, check_reachable
+from bot.deployment import signing_secret
+from bot.documents.routes import router as documents_router
+from bot.documents.storage import build_storage
+from bot.envelopes.routes import router as envelopes_router
+from bot.web.auth import Authenticator, RateLimitHeaders
+from bot.web.bodylimit import BodyLimit
+from bot.web.limiter import build_limiter
+from bot.web.openapi import install_openapi
+from bot.web.problems import STATUS, install_problem_handlers
+
+log = logging.getLogger("signbot")
+
+API_PREFIX = "/api/v1"
+
+#: Routes that Certyneo does not have: marked as such in the OpenAPI document.
+EXTENSIONS = {
+    ("GET", f"{API_PREFIX}/documents/{{document_id}}/content"),
+    ("POST", f"{API_PREFIX}/envelopes/{{envelope_id}}/void"),
+}
+
+DESCRIPTION = """\
+signbot's signing service, compatible with the Certyneo API v1: code written for Certyneo works
+against it with only the host changed.
+
+Authenticate with `Authorization: Bearer sk_test_…` (or `sk_live_…`; the `Bearer ` prefix is
+optional). Errors are `application/problem+json` carrying Certyneo's `{"error", "code"}`.
+Rate limit: 100 requests per minute per key, bursts up to 200 (`RateLimit-*` headers on every
+answer, `Retry-After` on 429). `Idempotency-Key` is honoured on POST for 24 hours.
+Operations marked `x-signbot-extension` are ours, not Certyneo's.
+"""
+
+
+def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
+    """The whole ASGI app. The database must already be migrated (``bot.migrations``)."""
+    db = db or Database(settings.effective_database_url)
+    limiter = build_limiter(settings.redis_url) if settings.rate_limit_enabled else None
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        if limiter is not None:
+            await limiter.close()
+
+    app = FastAPI(
+        title="signbot",
+        version=__version__,
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.db = db
+    app.state.public_url = settings.effective_public_url
+    app.state.storage = build_storage(settings.storage_url, settings.storage_root)
+    app.state.limiter = limiter
+    app.state.authenticator = Authenticator(db, limiter)
+    app.state.token_secret = signing_secret(db, settings.secret_key)
+
+    api = APIRouter(prefix=API_PREFIX)
+    api.include_router(documents_router)
+    api.include_router(envelopes_router)
+    api.include_router(accounts_router)
+    app.include_router(api)
+    app.include_router(_operations_router())
+    install_problem_handlers(app)
+    install_openapi(
+        app,
+        extension_routes=lambda method, path: (method, path) in EXTENSIONS,
+        title="signbot API (Certyneo v1 compatible)",
+        version=__version__,
+        description=DESCRIPTION,
+        security=[{"bearerAuth": []}, {"apiKeyHeader": []}],
+    )
+    app.add_middleware(RateLimitHeaders)
+    # base64 of the largest file, plus room for the JSON around it
+    app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes * 4 // 3 + (1 << 20))
+    return app
+
+
+def _operations_router() -> APIRouter:
+    router = APIRouter(include_in_schema=False)
+
+    @router.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        """Alive: answers as soon as the process serves."""
+        return {"status": "ok"}
+
+    @router.get("/readyz")
+    async def readyz(request: Request) -> Any:
+        """Ready: the database answers (and storage, limiter report their health)."""
+        state = request.app.state
+        checks: dict[str, str] = {}
+        problem = check_reachable(state.db)
+        checks["database"] = "ok" if problem is None else f"error: {problem}"
+        checks["storage"] = "ok" if await state.storage.healthy() else "error"
+        if state.limiter is not None:
+            # A limiter in trouble fails open (documented): reported, not fatal.
+            checks["ratelimit"] = "ok" if await state.limiter.healthy() else "degraded"
+        ready = problem is None and checks["storage"] == "ok"
+        return JSONResponse(
+            {"status": "ok" if ready else "unavailable", "checks": checks},
+            status_code=200 if ready else 503,
+        )
+
+    @router.get("/errors/{code}")
+    async def error_page(code: str) -> PlainTextResponse:
+        """The page a problem's ``type`` URI points at."""
+        if code not in STATUS:
+            return PlainTextResponse("Unknown error code\n", status_code=404)
+        status, title = STATUS[code]
+        return PlainTextResponse(f"{code} (HTTP {status}): {title}\n")
+
+    return router

@@ -1,0 +1,278 @@
+"""The ``signbot`` command: serve, accounts, keys, workspaces, db.
+
+Every command works on the same data dir and database as the server (one ``Settings``). Errors
+are one readable line on stderr and a non-zero exit code, never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+from sqlmodel import Session
+
+from bot.config import Settings
+from bot.db import Database, check_reachable
+from bot.errors import SignbotError
+
+T = TypeVar("T")
+
+
+def _settings(**overrides: Any) -> Settings:
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except Exception as exc:  # pydantic's ValidationError: a bad SIGNBOT_* variable
+        raise click.ClickException(f"invalid configuration: {exc}") from None
+
+
+def _database(settings: Settings) -> Database:
+    """The migrated database, or a clear error when it cannot be reached."""
+    from bot import migrations
+
+    try:
+        db = Database(settings.effective_database_url)
+    except Exception as exc:
+        raise click.ClickException(f"invalid database URL: {exc}") from None
+    problem = check_reachable(db)
+    if problem is not None:
+        url = db.url.render_as_string(hide_password=True)
+        raise click.ClickException(f"cannot reach the database at {url}: {problem}")
+    migrations.upgrade(db)
+    return db
+
+
+def _run(db: Database, fn: Callable[[Session], T]) -> T:
+    try:
+        return db.run_sync(fn)
+    except SignbotError as exc:
+        raise click.ClickException(exc.message) from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="signbot")
+def main() -> None:
+    """signbot: e-signature for teams that live in Slack (Certyneo-compatible API)."""
+
+
+@main.command()
+@click.option("--host", default=None, help="Interface to listen on (default 127.0.0.1).")
+@click.option("--port", default=None, type=click.IntRange(1, 65535), help="Default 8000.")
+@click.option(
+    "--role",
+    type=click.Choice(["all", "api", "worker"]),
+    default=None,
+    help="all: API and background work; api: web only; worker: background work only.",
+)
+def serve(host: str | None, port: int | None, role: str | None) -> None:
+    """Migrate the database, then serve the API, signer pages and the Slack bot."""
+    import uvicorn
+
+    from bot import logs
+    from bot.app import create_app
+
+    settings = _settings(host=host, port=port, role=role)
+    logs.configure(settings.log_level)
+    db = _database(settings)
+    app = create_app(settings, db)
+    click.echo(
+        f"signbot serving on {settings.effective_public_url} "
+        f"(data in {settings.data_dir.resolve()}, role {settings.role})",
+        err=True,
+    )
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        proxy_headers=True,
+        timeout_graceful_shutdown=20,
+    )
+
+
+# ------------------------------------------------------------------ accounts
+
+
+@main.group()
+def accounts() -> None:
+    """Tenants."""
+
+
+@accounts.command("create")
+@click.argument("name")
+@click.option("--email", default=None, help="Contact address shown by GET /account/me.")
+def accounts_create(name: str, email: str | None) -> None:
+    """Create an account and print its id."""
+    from bot.accounts import service
+
+    db = _database(_settings())
+    account = _run(db, lambda s: service.create_account(s, name, email))
+    click.echo(account.id)
+
+
+@accounts.command("list")
+def accounts_list() -> None:
+    """Accounts, oldest first."""
+    from bot.accounts import service
+
+    db = _database(_settings())
+    for account in _run(db, service.list_accounts):
+        click.echo(f"{account.id}\t{account.name}\t{account.email or ''}")
+
+
+# ------------------------------------------------------------------ keys
+
+
+@main.group()
+def keys() -> None:
+    """API keys."""
+
+
+@keys.command("create")
+@click.option("--account", "account_ref", default=None, help="Account id or name (default: default).")
+@click.option("--env", "environment", type=click.Choice(["test", "live"]), default="test")
+@click.option("--name", default="", help="A label to recognise the key by.")
+@click.option(
+    "--scopes",
+    default=None,
+    help="Comma-separated: envelopes:read,envelopes:write,webhooks:write,keys:write (default all).",
+)
+def keys_create(account_ref: str | None, environment: str, name: str, scopes: str | None) -> None:
+    """Create a key; its secret is printed alone on the last line (shown only once)."""
+    from bot.accounts import service
+
+    db = _database(_settings())
+
+    def work(session: Session) -> service.NewKey:
+        account = (
+            service.find_account(session, account_ref)
+            if account_ref
+            else service.default_account(session)
+        )
+        return service.create_key(
+            session, account.id, environment, name, service.parse_scopes(scopes)
+        )
+
+    new = _run(db, work)
+    click.echo(f"Created {environment} key {new.key.id} ({' '.join(new.key.scopes.split())}).")
+    click.echo("The secret below is shown only once:")
+    click.echo(new.secret)
+
+
+@keys.command("list")
+@click.option("--account", "account_ref", default=None, help="Account id or name (default: all).")
+def keys_list(account_ref: str | None) -> None:
+    """Keys (never their secrets)."""
+    from bot.accounts import service
+    from bot.timeutil import iso
+
+    db = _database(_settings())
+
+    def work(session: Session) -> list[Any]:
+        account_id = service.find_account(session, account_ref).id if account_ref else None
+        return service.list_keys(session, account_id)[0]
+
+    for key in _run(db, work):
+        state = f"revoked {iso(key.revoked_at)}" if key.revoked_at else "active"
+        click.echo(
+            f"{key.id}\t{key.environment}\t{key.prefix}…{key.last4}\t{key.name}\t{state}"
+        )
+
+
+@keys.command("revoke")
+@click.argument("key_id")
+def keys_revoke(key_id: str) -> None:
+    """Revoke a key: refused from the next request on (within 1 s on running servers)."""
+    from bot.accounts import service
+
+    db = _database(_settings())
+    _run(db, lambda s: service.revoke_key(s, key_id))
+    click.echo(f"Revoked {key_id}")
+
+
+# ------------------------------------------------------------------ workspaces
+
+
+@main.group()
+def workspaces() -> None:
+    """Workspaces inside an account."""
+
+
+@workspaces.command("create")
+@click.argument("name")
+@click.option("--account", "account_ref", default=None, help="Account id or name (default: default).")
+def workspaces_create(name: str, account_ref: str | None) -> None:
+    """Create a workspace and print its id."""
+    from bot.accounts import service
+
+    db = _database(_settings())
+
+    def work(session: Session) -> Any:
+        account = (
+            service.find_account(session, account_ref)
+            if account_ref
+            else service.default_account(session)
+        )
+        return service.create_workspace(session, account.id, name)
+
+    click.echo(_run(db, work).id)
+
+
+@workspaces.command("list")
+@click.option("--account", "account_ref", default=None, help="Account id or name (default: default).")
+def workspaces_list(account_ref: str | None) -> None:
+    from bot.accounts import service
+
+    db = _database(_settings())
+
+    def work(session: Session) -> list[Any]:
+        account = (
+            service.find_account(session, account_ref)
+            if account_ref
+            else service.default_account(session)
+        )
+        return service.list_workspaces(session, account.id)
+
+    for ws in _run(db, work):
+        click.echo(f"{ws.id}\t{ws.slug}\t{ws.name}")
+
+
+# ------------------------------------------------------------------ db
+
+
+@main.group("db")
+def db_group() -> None:
+    """Schema migrations (serve and every command upgrade on their own)."""
+
+
+@db_group.command("upgrade")
+@click.argument("revision", default="head")
+def db_upgrade(revision: str) -> None:
+    from bot import migrations
+
+    settings = _settings()
+    db = Database(settings.effective_database_url)
+    problem = check_reachable(db)
+    if problem:
+        raise click.ClickException(f"cannot reach the database: {problem}")
+    migrations.upgrade(db, revision)
+    click.echo(f"database at {revision}")
+
+
+@db_group.command("downgrade")
+@click.argument("revision")
+def db_downgrade(revision: str) -> None:
+    from bot import migrations
+
+    settings = _settings()
+    db = Database(settings.effective_database_url)
+    problem = check_reachable(db)
+    if problem:
+        raise click.ClickException(f"cannot reach the database: {problem}")
+    migrations.downgrade(db, revision)
+    click.echo(f"database at {revision}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

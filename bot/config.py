@@ -1,0 +1,78 @@
+"""Settings: the only reader of the environment.
+
+One ``Settings`` object is built at the edge (CLI, tests) and passed explicitly into factories;
+nothing else reads ``os.environ``. Variables carry the ``SIGNBOT_`` prefix; Slack's own names
+(``SLACK_*``) are kept as Slack documents them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Deployment configuration, with embedded defaults that need no setup at all."""
+
+    model_config = SettingsConfigDict(env_prefix="SIGNBOT_", extra="ignore")
+
+    data_dir: Path = Path("./signbot-data")
+    """Everything the embedded defaults keep: SQLite database, files, certificates, mail."""
+    database_url: str | None = None
+    """SQLAlchemy URL; default ``sqlite:///{data_dir}/signbot.db``."""
+    public_url: str | None = None
+    """Base URL that signers and webhooks see; default follows ``--host``/``--port``."""
+    max_upload_mb: int = Field(default=50, ge=1, le=1024)
+    """Largest accepted document, in MiB of the decoded file."""
+    redis_url: str | None = None
+    """When set, rate limits are shared by every replica through Redis."""
+    rate_limit_enabled: bool = True
+    secret_key: str | None = None
+    """Deployment secret for derived signing tokens; generated and kept in the database if unset."""
+    storage_url: str | None = None
+    """Where documents live; default ``file://{data_dir}/files``."""
+    templates_dir: Path = Path("./templates")
+    jobs_interval_seconds: float = Field(default=1.0, gt=0)
+    role: Literal["all", "api", "worker"] = "all"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    log_level: str = "info"
+
+    slack_signing_secret: str | None = Field(
+        default=None, validation_alias=AliasChoices("SLACK_SIGNING_SECRET")
+    )
+    slack_bot_token: str | None = Field(
+        default=None, validation_alias=AliasChoices("SLACK_BOT_TOKEN")
+    )
+    slack_api_url: str = Field(
+        default="https://slack.com/api/", validation_alias=AliasChoices("SLACK_API_URL")
+    )
+
+    @field_validator("public_url")
+    @classmethod
+    def _strip_slash(cls, value: str | None) -> str | None:
+        return value.rstrip("/") if value else value
+
+    @property
+    def effective_public_url(self) -> str:
+        """``SIGNBOT_PUBLIC_URL``, or the address ``serve`` listens on."""
+        if self.public_url:
+            return self.public_url
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host  # noqa: S104
+        return f"http://{host}:{self.port}"
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'signbot.db').resolve()}"
+
+    @property
+    def max_upload_bytes(self) -> int:
+        """The limit in bytes: 50 MB means 50 × 2²⁰ bytes."""
+        return self.max_upload_mb * 1024 * 1024
+
+    @property
+    def storage_root(self) -> Path:
+        return (self.data_dir / "files").resolve()

@@ -1,0 +1,94 @@
+"""Engine, sessions and the unit of work; migrations at start.
+
+Why the unit of work runs where it does: on SQLite the database is a library call on a local
+file, so ``Database.run`` executes it inline on the event loop. That serializes writers within
+the process (SQLite allows one writer at a time anyway; letting threads fight for the lock gave
+~1 s p99 at 32 connections, see FACTS.md) and saves a thread hop per request. On PostgreSQL the
+work waits on the network, so it runs in a worker thread and the loop keeps serving.
+
+Services never commit: ``run`` commits once when the function returns and rolls back when it
+raises, which is the request or job boundary DESIGN.md asks for.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TypeVar
+
+import anyio.to_thread
+from sqlalchemy import event
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import OperationalError
+from sqlmodel import Session, create_engine
+
+T = TypeVar("T")
+
+
+def _sqlite_pragmas(dbapi_connection: sqlite3.Connection, _record: object) -> None:
+    """WAL lets readers run beside the writer; NORMAL sync is durable at checkpoints."""
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+class Database:
+    """One engine and the way work is run against it."""
+
+    def __init__(self, url: str) -> None:
+        self.url = make_url(url)
+        self.is_sqlite = self.url.get_backend_name() == "sqlite"
+        if self.is_sqlite:
+            if self.url.database and self.url.database != ":memory:":
+                Path(self.url.database).parent.mkdir(parents=True, exist_ok=True)
+            self.engine: Engine = create_engine(
+                url, connect_args={"check_same_thread": False, "timeout": 5}
+            )
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        else:
+            self.engine = create_engine(
+                url, pool_size=10, max_overflow=10, pool_pre_ping=True, pool_recycle=1800
+            )
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session that commits on success and rolls back on error (sync callers: CLI)."""
+        with Session(self.engine, expire_on_commit=False) as session:
+            try:
+                yield session
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
+
+    def run_sync(self, fn: Callable[[Session], T]) -> T:
+        with self.session() as session:
+            return fn(session)
+
+    async def run(self, fn: Callable[[Session], T]) -> T:
+        """Run ``fn(session)`` as one transaction: inline on SQLite, in a thread otherwise."""
+        if self.is_sqlite:
+            return self.run_sync(fn)
+        return await anyio.to_thread.run_sync(self.run_sync, fn)
+
+    def ping(self) -> None:
+        """Raise when the database cannot answer a trivial query."""
+        with self.engine.connect() as connection:
+            connection.exec_driver_sql("SELECT 1")
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def check_reachable(db: Database) -> str | None:
+    """A readable reason when the database cannot be reached, else None (CLI and readyz)."""
+    try:
+        db.ping()
+    except OperationalError as exc:
+        return str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+    return None

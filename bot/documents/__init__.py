@@ -1,0 +1,1 @@
+"""Uploaded documents: receiving, checking, converting and storing them."""

@@ -1,0 +1,1 @@
+"""Envelopes: the pure lifecycle state machine, models, service, routes and schemas."""

@@ -1,0 +1,112 @@
+"""Tables of envelopes, their documents, recipients and fields."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, Index
+from sqlmodel import Field, SQLModel
+
+from bot.timeutil import utcnow
+
+
+class Envelope(SQLModel, table=True):
+    __tablename__ = "envelopes"
+    __table_args__ = (
+        Index("ix_envelopes_tenant_created", "account_id", "environment", "created_at"),
+        Index("ix_envelopes_tenant_status", "account_id", "environment", "status"),
+    )
+
+    id: str = Field(primary_key=True, max_length=40)
+    account_id: str = Field(foreign_key="accounts.id", max_length=40)
+    environment: str = Field(max_length=8)
+    workspace_id: str = Field(foreign_key="workspaces.id", max_length=40)
+    subject: str = Field(max_length=255)
+    message: str = Field(default="", max_length=10000)
+    status: str = Field(default="DRAFT", max_length=24)
+    signing_order: str = Field(default="PARALLEL", max_length=12)
+    signature_level: str = Field(default="SIMPLE", max_length=12)
+    category: str = Field(default="OTHER", max_length=16)
+    tags: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    locale: str = Field(default="en", max_length=35)
+    redirect_url: str | None = Field(default=None, max_length=2048)
+    initials_on_every_page: bool = False
+    metadata_: dict[str, Any] = Field(
+        default_factory=dict, sa_column=Column("metadata", JSON, nullable=False)
+    )
+    template_id: str | None = Field(default=None, max_length=80)
+    expires_at: datetime | None = None
+    send_at: datetime | None = None
+    sent_at: datetime | None = None
+    completed_at: datetime | None = None
+    voided_at: datetime | None = None
+    void_reason: str | None = Field(default=None, max_length=1000)
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class EnvelopeDocument(SQLModel, table=True):
+    """Which documents an envelope carries, in order (``documentIndex`` counts from 0)."""
+
+    __tablename__ = "envelope_documents"
+
+    envelope_id: str = Field(
+        foreign_key="envelopes.id", primary_key=True, max_length=40, ondelete="CASCADE"
+    )
+    position: int = Field(primary_key=True)
+    document_id: str = Field(foreign_key="documents.id", index=True, max_length=40)
+
+
+class Recipient(SQLModel, table=True):
+    __tablename__ = "recipients"
+
+    id: str = Field(primary_key=True, max_length=40)
+    envelope_id: str = Field(
+        foreign_key="envelopes.id", index=True, max_length=40, ondelete="CASCADE"
+    )
+    position: int
+    email: str = Field(max_length=320)
+    name: str = Field(max_length=255)
+    role: str = Field(max_length=16)
+    order: int | None = None
+    """The ``order`` the sender gave, if any."""
+    routing_order: int = 1
+    """The effective routing group (lifecycle.routing_orders)."""
+    status: str = Field(default="PENDING", max_length=12)
+    phone: str | None = Field(default=None, max_length=32)
+    authentication: str | None = Field(default=None, max_length=16)
+    token_version: int = 1
+    token_hash: str = Field(max_length=64, unique=True, index=True)
+    """SHA-256 of the derived signing token; the token itself is never stored."""
+    sent_at: datetime | None = None
+    viewed_at: datetime | None = None
+    signed_at: datetime | None = None
+    declined_at: datetime | None = None
+    decline_reason: str | None = Field(default=None, max_length=1000)
+
+
+class EnvelopeField(SQLModel, table=True):
+    """A field placed for one recipient, by coordinates or next to an anchor text."""
+
+    __tablename__ = "envelope_fields"
+
+    id: str = Field(primary_key=True, max_length=40)
+    envelope_id: str = Field(
+        foreign_key="envelopes.id", index=True, max_length=40, ondelete="CASCADE"
+    )
+    recipient_id: str = Field(foreign_key="recipients.id", max_length=40, ondelete="CASCADE")
+    position: int
+    document_index: int = 0
+    page_number: int = 1
+    field_type: str = Field(max_length=16)
+    x: float = 72
+    y: float = 700
+    width: float = 150
+    height: float = 40
+    anchor_text: str | None = Field(default=None, max_length=200)
+    anchor_placement: str = Field(default="right", max_length=8)
+    anchor_index: int = 0
+    required: bool = True
+    label: str | None = Field(default=None, max_length=200)
+    options: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))

@@ -1,0 +1,258 @@
+"""Routes: ``/envelopes``. Thin: parse → service (one transaction) → presenter."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse
+from sqlmodel import Session
+
+from bot.accounts.context import AuthContext
+from bot.documents import service as documents
+from bot.documents.routes import ingest_file
+from bot.envelopes import service
+from bot.envelopes.presenters import EnvelopeAggregate, envelope_json
+from bot.envelopes.schemas import (
+    CreateEnvelopeIn,
+    RecipientIn,
+    UpdateEnvelopeIn,
+    VoidIn,
+)
+from bot.errors import Conflict, FieldError, PayloadTooLarge, ValidationFailed
+from bot.envelopes.lifecycle import EnvelopeStatus, is_finished
+from bot.web.auth import requires
+from bot.web.pagination import Page, page_params
+from bot.web.responses import idempotent
+
+router = APIRouter(tags=["Envelopes"])
+
+StatusFilter = Literal[
+    "DRAFT", "SCHEDULED", "SENT", "DELIVERED", "PARTIALLY_SIGNED", "COMPLETED",
+    "DECLINED", "VOIDED", "EXPIRED", "RETURNED_TO_SENDER",
+]
+
+
+def _with_tokens(request: Request, agg: EnvelopeAggregate) -> dict[str, Any]:
+    state = request.app.state
+    return envelope_json(agg, service.access_tokens(state.token_secret, agg), state.public_url)
+
+
+@router.post("/envelopes", status_code=201, summary="Create envelope (status: DRAFT)")
+async def create_envelope(
+    body: CreateEnvelopeIn, request: Request, ctx: AuthContext = requires("envelopes:write")
+) -> Any:
+    """A DRAFT from ``documentIds`` (or ``templateId``) and ``recipients``; answers each
+    recipient's ``accessToken`` and ``signUrl``. The older one-shot form (``signers`` +
+    ``documents[{name, base64Pdf}]``) creates **and sends**, answering ``signers[].signUrl``."""
+    db = request.app.state.db
+    secret = request.app.state.token_secret
+    if body.is_legacy:
+        return await idempotent(request, ctx, lambda: _create_legacy(request, ctx, body))
+
+    async def handler() -> tuple[int, dict[str, Any]]:
+        agg = await db.run(lambda s: service.create(s, ctx, body, secret=secret))
+        return 201, _with_tokens(request, agg)
+
+    return await idempotent(request, ctx, handler)
+
+
+async def _create_legacy(
+    request: Request, ctx: AuthContext, body: CreateEnvelopeIn
+) -> tuple[int, dict[str, Any]]:
+    if body.recipients or body.document_ids or body.template_id:
+        raise ValidationFailed(
+            "The one-shot form (signers + documents) cannot be mixed with "
+            "recipients, documentIds or templateId"
+        )
+    if not body.signers:
+        raise ValidationFailed.field("signers", "at least one signer is required")
+    if not body.documents:
+        raise ValidationFailed.field("documents", "at least one document is required")
+    settings = request.app.state.settings
+    tmp_root = settings.data_dir / "tmp"
+    tmp_root.mkdir(parents=True, exist_ok=True)
+    work_dir = Path(tempfile.mkdtemp(dir=tmp_root))
+    try:
+        items = []
+        for i, doc in enumerate(body.documents):
+            path, size, digest = _decode_base64(
+                doc.base64_pdf, work_dir / f"doc{i}", settings.max_upload_bytes, i
+            )
+            items.append(
+                await ingest_file(
+                    request, ctx, path, filename=doc.name or f"document-{i + 1}.pdf",
+                    name=doc.name, size=size, sha256=digest, work_dir=work_dir,
+                )
+            )
+    finally:
+        shutil.rmtree(work_dir, ignore_errors=True)
+    modern = body.model_copy(
+        update={
+            "subject": body.subject or items[0].name,
+            "document_ids": [item.id for item in items],
+            "recipients": [
+                RecipientIn(email=s.email, name=s.name, order=s.order, phone=s.phone)
+                for s in body.signers
+            ],
+            "signers": None,
+            "documents": None,
+        }
+    )
+    secret = request.app.state.token_secret
+
+    def work(session: Session) -> EnvelopeAggregate:
+        for item in items:
+            documents.record(session, ctx, item)
+        session.flush()
+        agg = service.create(session, ctx, modern, secret=secret)
+        return service.send(session, ctx, agg.envelope.id)
+
+    agg = await request.app.state.db.run(work)
+    out = _with_tokens(request, agg)
+    out["signers"] = [
+        {k: r[k] for k in ("id", "email", "name", "status", "accessToken", "signUrl")}
+        for r in out["recipients"]
+    ]
+    return 201, out
+
+
+def _decode_base64(data: str, path: Path, limit: int, index: int) -> tuple[Path, int, str]:
+    field = f"documents.{index}.base64Pdf"
+    if data.startswith("data:"):
+        _, _, data = data.partition(",")
+    compact = "".join(data.split())
+    if len(compact) * 3 // 4 > limit + 3:
+        raise PayloadTooLarge(f"{field}: the file exceeds {limit // (1024 * 1024)} MB")
+    try:
+        raw = base64.b64decode(compact + "=" * (-len(compact) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValidationFailed(
+            f"{field}: is not valid base64", [FieldError(field, "is not valid base64")]
+        ) from None
+    if not raw:
+        raise ValidationFailed(f"{field}: is empty", [FieldError(field, "is empty")])
+    if len(raw) > limit:
+        raise PayloadTooLarge(f"{field}: the file exceeds {limit // (1024 * 1024)} MB")
+    path.write_bytes(raw)
+    return path, len(raw), hashlib.sha256(raw).hexdigest()
+
+
+@router.get("/envelopes", summary="List envelopes")
+async def list_envelopes(
+    request: Request,
+    ctx: AuthContext = requires("envelopes:read"),
+    page: Page = Depends(page_params),
+    status: StatusFilter | None = Query(None, description="Only envelopes in this status."),
+) -> Any:
+    rows, total = await request.app.state.db.run(
+        lambda s: service.list_envelopes(
+            s, ctx, offset=page.offset, limit=page.limit, status=status
+        )
+    )
+    public_url = request.app.state.public_url
+    return page.wrap([envelope_json(a, None, public_url) for a in rows], total)
+
+
+@router.get("/envelopes/{envelope_id}", summary="Fetch envelope state")
+async def get_envelope(
+    envelope_id: str, request: Request, ctx: AuthContext = requires("envelopes:read")
+) -> Any:
+    agg = await request.app.state.db.run(lambda s: service.load(s, ctx, envelope_id))
+    return envelope_json(agg, None, request.app.state.public_url)
+
+
+@router.patch("/envelopes/{envelope_id}", summary="Update DRAFT envelope")
+async def update_envelope(
+    envelope_id: str,
+    body: UpdateEnvelopeIn,
+    request: Request,
+    ctx: AuthContext = requires("envelopes:write"),
+) -> Any:
+    secret = request.app.state.token_secret
+    agg = await request.app.state.db.run(
+        lambda s: service.update(s, ctx, envelope_id, body, secret=secret)
+    )
+    return envelope_json(agg, None, request.app.state.public_url)
+
+
+@router.delete("/envelopes/{envelope_id}", summary="Delete DRAFT envelope")
+async def delete_envelope(
+    envelope_id: str, request: Request, ctx: AuthContext = requires("envelopes:write")
+) -> Any:
+    """DRAFT only; a sent envelope answers 409 (void it with ``POST …/void``)."""
+    await request.app.state.db.run(lambda s: service.delete(s, ctx, envelope_id))
+    return {"success": True}
+
+
+@router.post("/envelopes/{envelope_id}/send", summary="Dispatch DRAFT — sends invitations")
+async def send_envelope(
+    envelope_id: str, request: Request, ctx: AuthContext = requires("envelopes:write")
+) -> Any:
+    async def handler() -> tuple[int, dict[str, Any]]:
+        agg = await request.app.state.db.run(lambda s: service.send(s, ctx, envelope_id))
+        return 200, _with_tokens(request, agg)
+
+    return await idempotent(request, ctx, handler, body=b"")
+
+
+@router.post("/envelopes/{envelope_id}/void", summary="Void a sent envelope")
+async def void_envelope(
+    envelope_id: str,
+    request: Request,
+    body: VoidIn | None = None,
+    ctx: AuthContext = requires("envelopes:write"),
+) -> Any:
+    reason = body.reason if body else None
+
+    async def handler() -> tuple[int, dict[str, Any]]:
+        agg = await request.app.state.db.run(lambda s: service.void(s, ctx, envelope_id, reason))
+        return 200, envelope_json(agg, None, request.app.state.public_url)
+
+    return await idempotent(request, ctx, handler)
+
+
+def _not_ready(agg: EnvelopeAggregate, what: str, ready: bool) -> Conflict:
+    status = agg.envelope.status
+    if not ready:
+        return Conflict(f"Envelope is {status}; the {what} exists once it is COMPLETED")
+    return Conflict(f"The {what} of envelope {agg.envelope.id} is not available on this server yet")
+
+
+@router.get(
+    "/envelopes/{envelope_id}/signed-document",
+    summary="Download signed PDF (once COMPLETED)",
+    responses={200: {"content": {"application/pdf": {}}}},
+)
+async def signed_document(
+    envelope_id: str, request: Request, ctx: AuthContext = requires("envelopes:read")
+) -> Any:
+    agg = await request.app.state.db.run(lambda s: service.load(s, ctx, envelope_id))
+    raise _not_ready(agg, "signed document", agg.envelope.status == EnvelopeStatus.COMPLETED)
+
+
+@router.get(
+    "/envelopes/{envelope_id}/audit-trail",
+    summary="Download eIDAS audit-trail PDF",
+    responses={200: {"content": {"application/pdf": {}}}},
+)
+async def audit_trail(
+    envelope_id: str, request: Request, ctx: AuthContext = requires("envelopes:read")
+) -> Any:
+    agg = await request.app.state.db.run(lambda s: service.load(s, ctx, envelope_id))
+    finished = is_finished(EnvelopeStatus(agg.envelope.status))
+    if not finished:
+        raise Conflict(
+            f"Envelope is {agg.envelope.status}; the audit trail is available once it is "
+            "finished (COMPLETED, DECLINED, VOIDED or EXPIRED)"
+        )
+    raise _not_ready(agg, "audit trail", True)
+
+
+__all__ = ["JSONResponse", "router"]

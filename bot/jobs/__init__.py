@@ -1,0 +1,1 @@
+"""Background work: the transactional outbox, its delivery, reminders and expiry."""

@@ -1,0 +1,1 @@
+"""The signer ceremony: tokens, pages, stamping, sealing and the audit trail."""

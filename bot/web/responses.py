@@ -1,0 +1,44 @@
+"""Answer helpers shared by the routers: JSON answers and idempotent POSTs."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import JSONResponse
+
+from bot.accounts.context import AuthContext
+from bot.web import idempotency
+
+Handler = Callable[[], Awaitable[tuple[int, dict[str, Any]]]]
+
+
+async def idempotent(
+    request: Request, ctx: AuthContext, handler: Handler, body: bytes | None = None
+) -> JSONResponse:
+    """Run ``handler`` once per ``Idempotency-Key`` (when the client sends one).
+
+    ``body`` is what identifies the request besides method and path: the raw JSON body by
+    default; uploads pass the file's hash instead so the file never has to sit in memory.
+    """
+    key = request.headers.get("idempotency-key")
+    if key is None:
+        status, payload = await handler()
+        return JSONResponse(payload, status_code=status)
+    db = request.app.state.db
+    if body is None:
+        body = await request.body()
+    fp = idempotency.fingerprint(request.method, request.url.path, body)
+    replay = await idempotency.claim(db, ctx.account_id, ctx.environment, key, fp)
+    if replay is not None:
+        return JSONResponse(
+            replay.body, status_code=replay.status_code, headers={"Idempotent-Replayed": "true"}
+        )
+    try:
+        status, payload = await handler()
+    except BaseException:
+        await idempotency.release(db, ctx.account_id, ctx.environment, key)
+        raise
+    await idempotency.store(db, ctx.account_id, ctx.environment, key, status, payload)
+    return JSONResponse(payload, status_code=status)
