@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from alembic import context
 from sqlalchemy import engine_from_config, pool
 from sqlmodel import SQLModel
 
 import bot.models  # noqa: F401  (registers every table)
+from alembic import context
 
 config = context.config
 target_metadata = SQLModel.metadata

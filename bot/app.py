@@ -24,7 +24,7 @@ from bot.documents.storage import build_storage
 from bot.envelopes.routes import router as envelopes_router
 from bot.web.auth import Authenticator, RateLimitHeaders
 from bot.web.bodylimit import BodyLimit
-from bot.web.limiter import build_limiter
+from bot.web.limiter import Limiter, build_limiter
 from bot.web.openapi import install_openapi
 from bot.web.problems import STATUS, install_problem_handlers
 
@@ -50,10 +50,16 @@ Operations marked `x-signbot-extension` are ours, not Certyneo's.
 """
 
 
-def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
-    """The whole ASGI app. The database must already be migrated (``bot.migrations``)."""
+def create_app(
+    settings: Settings, db: Database | None = None, *, limiter: Limiter | None = None
+) -> FastAPI:
+    """The whole ASGI app. The database must already be migrated (``bot.migrations``).
+
+    ``limiter`` replaces the one the settings describe (tests pass one with their own clock).
+    """
     db = db or Database(settings.effective_database_url)
-    limiter = build_limiter(settings.redis_url) if settings.rate_limit_enabled else None
+    if limiter is None and settings.rate_limit_enabled:
+        limiter = build_limiter(settings.redis_url)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

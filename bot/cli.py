@@ -130,7 +130,9 @@ def keys() -> None:
 
 
 @keys.command("create")
-@click.option("--account", "account_ref", default=None, help="Account id or name (default: default).")
+@click.option(
+    "--account", "account_ref", default=None, help="Account id or name (default: default)."
+)
 @click.option("--env", "environment", type=click.Choice(["test", "live"]), default="test")
 @click.option("--name", default="", help="A label to recognise the key by.")
 @click.option(
@@ -175,9 +177,7 @@ def keys_list(account_ref: str | None) -> None:
 
     for key in _run(db, work):
         state = f"revoked {iso(key.revoked_at)}" if key.revoked_at else "active"
-        click.echo(
-            f"{key.id}\t{key.environment}\t{key.prefix}…{key.last4}\t{key.name}\t{state}"
-        )
+        click.echo(f"{key.id}\t{key.environment}\t{key.prefix}…{key.last4}\t{key.name}\t{state}")
 
 
 @keys.command("revoke")
@@ -201,7 +201,9 @@ def workspaces() -> None:
 
 @workspaces.command("create")
 @click.argument("name")
-@click.option("--account", "account_ref", default=None, help="Account id or name (default: default).")
+@click.option(
+    "--account", "account_ref", default=None, help="Account id or name (default: default)."
+)
 def workspaces_create(name: str, account_ref: str | None) -> None:
     """Create a workspace and print its id."""
     from bot.accounts import service
@@ -220,7 +222,9 @@ def workspaces_create(name: str, account_ref: str | None) -> None:
 
 
 @workspaces.command("list")
-@click.option("--account", "account_ref", default=None, help="Account id or name (default: default).")
+@click.option(
+    "--account", "account_ref", default=None, help="Account id or name (default: default)."
+)
 def workspaces_list(account_ref: str | None) -> None:
     from bot.accounts import service
 

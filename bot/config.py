@@ -70,7 +70,7 @@ class Settings(BaseSettings):
 
     @property
     def max_upload_bytes(self) -> int:
-        """The limit in bytes: 50 MB means 50 × 2²⁰ bytes."""
+        """The limit in bytes: 50 MB means 50 * 2**20 bytes."""
         return self.max_upload_mb * 1024 * 1024
 
     @property

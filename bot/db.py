@@ -42,6 +42,10 @@ class Database:
 
     def __init__(self, url: str) -> None:
         self.url = make_url(url)
+        if self.url.drivername in ("postgresql", "postgres"):
+            # A plain postgresql:// URL means psycopg 3, the driver signbot ships with.
+            self.url = self.url.set(drivername="postgresql+psycopg")
+            url = self.url.render_as_string(hide_password=False)
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
         if self.is_sqlite:
             if self.url.database and self.url.database != ":memory:":

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import secrets
+from collections.abc import Callable
 
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, Session, SQLModel, select
@@ -17,8 +19,9 @@ class DeploymentSetting(SQLModel, table=True):
     value: str = Field(max_length=4096)
 
 
-def get_or_create(db: Database, key: str, make: callable) -> str:  # type: ignore[valid-type]
+def get_or_create(db: Database, key: str, make: Callable[[], str]) -> str:
     """The value under ``key``, created once with ``make()``; safe when replicas race."""
+
     def read(session: Session) -> str | None:
         row = session.exec(select(DeploymentSetting).where(DeploymentSetting.key == key)).first()
         return row.value if row else None
@@ -26,10 +29,9 @@ def get_or_create(db: Database, key: str, make: callable) -> str:  # type: ignor
     value = db.run_sync(read)
     if value is not None:
         return value
-    try:
+    # Another replica may win the race: then we read its value.
+    with contextlib.suppress(IntegrityError):
         db.run_sync(lambda s: s.add(DeploymentSetting(key=key, value=make())))
-    except IntegrityError:
-        pass  # another replica won the race; read its value
     value = db.run_sync(read)
     assert value is not None
     return value

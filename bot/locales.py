@@ -21,7 +21,9 @@ def canonical(tag: str) -> str:
             f"unsupported locale {tag[:40]!r}; supported: {', '.join(SUPPORTED)} "
             "(regional variants such as en-GB or nl-BE fall back to their language)"
         )
-    rest = [p.upper() if len(p) == 2 else p.title() if len(p) == 4 else p.lower() for p in parts[1:]]
+    rest = [
+        p.upper() if len(p) == 2 else p.title() if len(p) == 4 else p.lower() for p in parts[1:]
+    ]
     return "-".join([language, *rest])
 
 

@@ -27,11 +27,17 @@ async def account_me(request: Request, ctx: AuthContext = requires("envelopes:re
 
 @router.get("/workspaces", summary="List workspaces")
 async def workspaces(request: Request, ctx: AuthContext = requires("envelopes:read")) -> Any:
-    rows = await request.app.state.db.run(
-        lambda s: service.list_workspaces(s, ctx.account_id)
-    )
+    rows = await request.app.state.db.run(lambda s: service.list_workspaces(s, ctx.account_id))
     data = [workspace_json(w) for w in rows]
-    return {"data": data, "pagination": {"total": len(data), "page": 1, "pageSize": len(data) or 20, "pages": 1 if data else 0}}
+    return {
+        "data": data,
+        "pagination": {
+            "total": len(data),
+            "page": 1,
+            "pageSize": len(data) or 20,
+            "pages": 1 if data else 0,
+        },
+    }
 
 
 @router.post("/keys", status_code=201, summary="Create API key")

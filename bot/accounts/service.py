@@ -69,9 +69,10 @@ def default_account(session: Session) -> Account:
 
 
 def find_account(session: Session, id_or_name: str) -> Account:
-    account = session.get(Account, id_or_name) or session.exec(
-        select(Account).where(Account.name == id_or_name)
-    ).first()
+    account = (
+        session.get(Account, id_or_name)
+        or session.exec(select(Account).where(Account.name == id_or_name)).first()
+    )
     if account is None:
         raise NotFound(f"No account with id or name {id_or_name!r}")
     return account
@@ -167,9 +168,7 @@ def create_key(
     scopes = parse_scopes(scopes)
     if minted_by is not None:
         if environment != minted_by.environment:
-            raise Forbidden(
-                f"A {minted_by.environment} key cannot create a {environment} key"
-            )
+            raise Forbidden(f"A {minted_by.environment} key cannot create a {environment} key")
         missing = [s for s in scopes if s not in minted_by.scopes.split()]
         if missing:
             raise Forbidden(f"Insufficient scope: cannot grant {', '.join(missing)}")
@@ -216,8 +215,10 @@ def revoke_key(
 ) -> ApiKey:
     """Revoke a key; scoped to a tenant when called from the API (404 for another's key)."""
     key = session.get(ApiKey, key_id)
-    if key is None or (account_id is not None and key.account_id != account_id) or (
-        environment is not None and key.environment != environment
+    if (
+        key is None
+        or (account_id is not None and key.account_id != account_id)
+        or (environment is not None and key.environment != environment)
     ):
         raise NotFound(f"No API key {key_id}")
     if key.revoked_at is None:

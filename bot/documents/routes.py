@@ -77,9 +77,7 @@ async def ingest_file(
 
 
 @router.post("/documents", status_code=201, summary="Upload document")
-async def upload_document(
-    request: Request, ctx: AuthContext = requires("envelopes:write")
-) -> Any:
+async def upload_document(request: Request, ctx: AuthContext = requires("envelopes:write")) -> Any:
     """Multipart ``file`` (+ ``name``) or JSON ``{filename|name, contentBase64}``; PDF, PNG or
     JPEG (an image becomes a one-page PDF), 50 MB at most, type read from the content."""
     settings = request.app.state.settings
@@ -154,7 +152,7 @@ async def document_content(
 def _attachment(name: str, mime_type: str) -> str:
     from urllib.parse import quote
 
-    ascii_name = "".join(c if c.isascii() and c.isalnum() or c in "._- " else "_" for c in name)
+    ascii_name = "".join(c if (c.isascii() and c.isalnum()) or c in "._- " else "_" for c in name)
     return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name)}"
 
 

@@ -335,7 +335,7 @@ async def _receive_multipart(
                         f"The request body is larger than the {_limit_text(body_cap)} limit"
                     )
                 if sink.ended:
-                    continue  # epilogue after the closing boundary: ignore
+                    break  # only an epilogue can follow the closing boundary: ignore it
                 try:
                     parser.write(chunk)
                 except SignbotError:
@@ -460,7 +460,7 @@ def _decode_base64(text: str, out: BinaryIO, key: str, limit: int) -> tuple[int,
     """
     match = _LEADING_SPACE.match(text)
     start = match.end() if match else 0
-    if text.startswith("data:", start):
+    if text[start : start + 5].lower() == "data:":
         comma = text.find(",", start, start + 512)
         if comma < 0:
             raise _bad_base64(key)

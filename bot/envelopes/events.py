@@ -13,9 +13,7 @@ from bot.timeutil import iso
 SIGNED = ("SIGNED", "APPROVED")
 
 
-def envelope_data(
-    envelope: Envelope, recipients: list[Recipient], **extra: Any
-) -> dict[str, Any]:
+def envelope_data(envelope: Envelope, recipients: list[Recipient], **extra: Any) -> dict[str, Any]:
     data: dict[str, Any] = {
         "envelopeId": envelope.id,
         "subject": envelope.subject,

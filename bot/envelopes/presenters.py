@@ -88,9 +88,7 @@ def envelope_json(
         "subject": env.subject,
         "status": env.status,
         "signatureLevel": env.signature_level,
-        "recipients": [
-            recipient_json(r, tokens.get(r.id), public_url) for r in agg.recipients
-        ],
+        "recipients": [recipient_json(r, tokens.get(r.id), public_url) for r in agg.recipients],
         "expiresAt": iso(env.expires_at),
         "createdAt": iso(env.created_at),
         "completedAt": iso(env.completed_at),

@@ -18,6 +18,7 @@ from bot.accounts.context import AuthContext
 from bot.documents import service as documents
 from bot.documents.routes import ingest_file
 from bot.envelopes import service
+from bot.envelopes.lifecycle import EnvelopeStatus, is_finished
 from bot.envelopes.presenters import EnvelopeAggregate, envelope_json
 from bot.envelopes.schemas import (
     CreateEnvelopeIn,
@@ -26,7 +27,6 @@ from bot.envelopes.schemas import (
     VoidIn,
 )
 from bot.errors import Conflict, FieldError, PayloadTooLarge, ValidationFailed
-from bot.envelopes.lifecycle import EnvelopeStatus, is_finished
 from bot.web.auth import requires
 from bot.web.pagination import Page, page_params
 from bot.web.responses import idempotent
@@ -34,8 +34,16 @@ from bot.web.responses import idempotent
 router = APIRouter(tags=["Envelopes"])
 
 StatusFilter = Literal[
-    "DRAFT", "SCHEDULED", "SENT", "DELIVERED", "PARTIALLY_SIGNED", "COMPLETED",
-    "DECLINED", "VOIDED", "EXPIRED", "RETURNED_TO_SENDER",
+    "DRAFT",
+    "SCHEDULED",
+    "SENT",
+    "DELIVERED",
+    "PARTIALLY_SIGNED",
+    "COMPLETED",
+    "DECLINED",
+    "VOIDED",
+    "EXPIRED",
+    "RETURNED_TO_SENDER",
 ]
 
 
@@ -87,8 +95,14 @@ async def _create_legacy(
             )
             items.append(
                 await ingest_file(
-                    request, ctx, path, filename=doc.name or f"document-{i + 1}.pdf",
-                    name=doc.name, size=size, sha256=digest, work_dir=work_dir,
+                    request,
+                    ctx,
+                    path,
+                    filename=doc.name or f"document-{i + 1}.pdf",
+                    name=doc.name,
+                    size=size,
+                    sha256=digest,
+                    work_dir=work_dir,
                 )
             )
     finally:

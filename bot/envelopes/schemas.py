@@ -100,7 +100,9 @@ class FieldIn(_In):
     height: float = Field(default=40, gt=0, le=14400)
     required: bool = True
     label: str | None = Field(default=None, max_length=200)
-    options: list[Annotated[str, Field(max_length=200)]] = Field(default_factory=list, max_length=100)
+    options: list[Annotated[str, Field(max_length=200)]] = Field(
+        default_factory=list, max_length=100
+    )
 
     _email = field_validator("recipient_email")(classmethod(lambda cls, v: check_email(v)))
 
@@ -146,9 +148,7 @@ class _EnvelopeBody(_In):
     @classmethod
     def _level(cls, value: str | None) -> str | None:
         if value in ("ADVANCED", "QUALIFIED"):
-            raise ValueError(
-                f"{value} signatures are not supported yet; use SIMPLE (the default)"
-            )
+            raise ValueError(f"{value} signatures are not supported yet; use SIMPLE (the default)")
         return value
 
     @field_validator("tags")

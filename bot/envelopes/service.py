@@ -53,9 +53,9 @@ def _load_many(session: Session, envelopes: list[Envelope]) -> list[EnvelopeAggr
         return []
     recipients: dict[str, list[Recipient]] = defaultdict(list)
     for r in session.exec(
-        select(Recipient).where(col(Recipient.envelope_id).in_(ids)).order_by(
-            col(Recipient.position)
-        )
+        select(Recipient)
+        .where(col(Recipient.envelope_id).in_(ids))
+        .order_by(col(Recipient.position))
     ):
         recipients[r.envelope_id].append(r)
     documents: dict[str, list[str]] = defaultdict(list)
@@ -314,7 +314,9 @@ def create(
         envelope_id=envelope.id,
         data=envelope_data(envelope, recipients),
     )
-    return EnvelopeAggregate(envelope, recipients, [d.id for d in documents], _fields(session, envelope.id))
+    return EnvelopeAggregate(
+        envelope, recipients, [d.id for d in documents], _fields(session, envelope.id)
+    )
 
 
 def _fields(session: Session, envelope_id: str) -> list[EnvelopeField]:
@@ -348,8 +350,8 @@ def update(
     if "signature_level" in given and body.signature_level:
         envelope.signature_level = body.signature_level
     if "category" in given:
-        envelope.category = body.category.value if body.category else categories.infer(
-            envelope.subject
+        envelope.category = (
+            body.category.value if body.category else categories.infer(envelope.subject)
         )
     if "tags" in given:
         envelope.tags = body.tags or []
@@ -381,7 +383,11 @@ def update(
     else:
         recipients_in = [
             RecipientIn(
-                email=r.email, name=r.name, role=r.role, order=r.order, phone=r.phone,
+                email=r.email,
+                name=r.name,
+                role=r.role,
+                order=r.order,
+                phone=r.phone,
                 authentication=r.authentication,
             )
             for r in agg.recipients
@@ -392,10 +398,19 @@ def update(
     else:
         fields_in = [
             FieldIn(
-                recipient_email=old_emails[f.recipient_id], document_index=f.document_index,
-                page_number=f.page_number, field_type=f.field_type, anchor_text=f.anchor_text,
-                anchor_placement=f.anchor_placement, anchor_index=f.anchor_index, x=f.x, y=f.y,
-                width=f.width, height=f.height, required=f.required, label=f.label,
+                recipient_email=old_emails[f.recipient_id],
+                document_index=f.document_index,
+                page_number=f.page_number,
+                field_type=f.field_type,
+                anchor_text=f.anchor_text,
+                anchor_placement=f.anchor_placement,
+                anchor_index=f.anchor_index,
+                x=f.x,
+                y=f.y,
+                width=f.width,
+                height=f.height,
+                required=f.required,
+                label=f.label,
                 options=f.options,
             )
             for f in agg.fields
@@ -523,4 +538,3 @@ def void(
     apply(session, ctx, agg, transition, now=now, voidReason=reason or None)
     session.flush()
     return agg
-

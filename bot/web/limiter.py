@@ -22,7 +22,8 @@ the limiter must not become an outage of the API. It then skips Redis for
 ``RedisLimiter.RETRY_INTERVAL`` seconds (so a black-holed Redis costs one timeout per second,
 not one per request), logs a warning on the ``signbot.ratelimit`` logger at most once per
 ``RedisLimiter.WARN_INTERVAL`` seconds (with the count of requests let through unlimited),
-logs once at INFO when Redis answers again, and ``healthy()`` is False until then (it PINGs).
+and after a warned outage logs once at INFO when Redis answers again; ``healthy()`` PINGs, so
+it is False while Redis is down. ``RedisLimiter.fail_opens`` counts the requests let through.
 """
 
 from __future__ import annotations
@@ -212,7 +213,8 @@ class RedisLimiter:
         self._fail_open = decide(policy, True, policy.capacity - 1.0)
         self._skip_until = 0.0  # time.monotonic() before which Redis is not tried
         self._next_warning = 0.0  # time.monotonic() before which failures are not logged
-        self._degraded = False
+        self._degraded = False  # the last call to Redis failed
+        self._announced = False  # ... and a warning said so
         self._unlimited_since_warning = 0
         #: Requests let through unlimited because Redis failed (for metrics).
         self.fail_opens = 0
@@ -258,6 +260,7 @@ class RedisLimiter:
         decision = self._let_through()
         if now >= self._next_warning:
             self._next_warning = now + self.WARN_INTERVAL
+            self._announced = True
             log.warning(
                 "rate limiter: Redis failed (%s: %s); letting requests through unlimited "
                 "(fail open) until it answers; %d let through since the last warning",
@@ -269,14 +272,16 @@ class RedisLimiter:
         return decision
 
     def _recovered(self) -> None:
+        # Said once per warned outage, so a flapping Redis still logs once per WARN_INTERVAL.
         self._degraded = False
-        self._next_warning = 0.0
-        log.info(
-            "rate limiter: Redis answers again; limits enforced (%d requests let through "
-            "unlimited since the last warning)",
-            self._unlimited_since_warning,
-        )
-        self._unlimited_since_warning = 0
+        if self._announced:
+            self._announced = False
+            log.info(
+                "rate limiter: Redis answers again; limits enforced (%d requests let through "
+                "unlimited since the last warning)",
+                self._unlimited_since_warning,
+            )
+            self._unlimited_since_warning = 0
 
 
 def build_limiter(redis_url: str | None, policy: BucketPolicy = BucketPolicy()) -> Limiter:

@@ -205,9 +205,7 @@ def test_a_landscape_image_gets_a_landscape_page_and_keeps_its_aspect_ratio(
         ("L", "JPEG", "/DeviceGray"),
     ],
 )
-def test_other_image_modes_are_converted(
-    tmp_path: Path, mode: str, fmt: str, colour: str
-) -> None:
+def test_other_image_modes_are_converted(tmp_path: Path, mode: str, fmt: str, colour: str) -> None:
     image = Image.new("RGB", (64, 48), (10, 120, 240)).convert(mode)
     if mode == "I;16":
         image = Image.new("I;16", (64, 48), 40000)
@@ -279,9 +277,7 @@ def test_a_truncated_image_is_a_validation_error(tmp_path: Path, fmt: str) -> No
         b"\xff\xd8\xff\xe0",
     ],
 )
-def test_an_image_that_cannot_be_decoded_is_a_validation_error(
-    tmp_path: Path, data: bytes
-) -> None:
+def test_an_image_that_cannot_be_decoded_is_a_validation_error(tmp_path: Path, data: bytes) -> None:
     src = write(tmp_path, data)
     with pytest.raises(ValidationFailed):
         prepare(src, tmp_path)

@@ -103,9 +103,7 @@ BAD_KEYS = [
 
 
 @pytest.mark.parametrize("key", BAD_KEYS)
-async def test_keys_that_could_escape_the_root_are_refused(
-    storage: LocalStorage, key: str
-) -> None:
+async def test_keys_that_could_escape_the_root_are_refused(storage: LocalStorage, key: str) -> None:
     with pytest.raises(ValueError):
         validate_key(key)
     with pytest.raises(ValueError):

@@ -305,6 +305,12 @@ async def test_redis_error_fails_open_and_recovers(prefix, caplog):
             await client.delete(prefix + "key_a")
             assert (await limiter.hit("key_a")).remaining == 199
             assert (await limiter.hit("key_a")).remaining == 198
+            for _ in range(3):  # flapping within WARN_INTERVAL: no further warnings
+                await client.set(prefix + "key_a", "not a hash")
+                assert (await limiter.hit("key_a")).allowed
+                await client.delete(prefix + "key_a")
+                assert (await limiter.hit("key_a")).remaining == 199
+            assert limiter.fail_opens == 303
         records = [r for r in caplog.records if r.name == "signbot.ratelimit"]
         assert [r.levelno for r in records] == [logging.WARNING, logging.INFO]
         assert "WRONGTYPE" in records[0].getMessage()

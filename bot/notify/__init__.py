@@ -1,0 +1,1 @@
+"""Notifications: email (SMTP + Jinja2) and SMS."""

@@ -1,0 +1,1 @@
+"""Async client for any Certyneo-compatible API: the only way the bot reaches the service."""

@@ -1,0 +1,1 @@
+"""Shared test machinery: servers, databases and clients (real ones, no mocks of our code)."""
