@@ -73,8 +73,8 @@ def serve(host: str | None, port: int | None, role: str | None) -> None:
     from bot.app import create_app
 
     settings = _settings(host=host, port=port, role=role)
-    logs.configure(settings.log_level)
     db = _database(settings)
+    logs.configure(settings.log_level)
     app = create_app(settings, db)
     click.echo(
         f"signbot serving on {settings.effective_public_url} "

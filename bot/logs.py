@@ -29,3 +29,5 @@ def configure(level: str = "info") -> None:
     )
     for name in ("uvicorn.access", "uvicorn.error", "signbot"):
         logging.getLogger(name).addFilter(RedactTokens())
+    # Alembic narrates its plugin set-up at INFO on every start; only its warnings matter.
+    logging.getLogger("alembic").setLevel(logging.WARNING)

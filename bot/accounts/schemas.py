@@ -8,13 +8,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from bot.accounts.models import Account, ApiKey, Workspace
+from bot.envelopes.schemas import Line
 from bot.timeutil import iso
 
 
 class CreateKeyIn(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
 
-    name: str = Field(default="", max_length=200)
+    name: Line = Field(default="", max_length=200)
     environment: Literal["test", "live"] | None = None
     """Defaults to the calling key's environment (the only one it may create)."""
     scopes: list[str] | None = Field(default=None, max_length=10)

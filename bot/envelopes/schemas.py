@@ -13,7 +13,14 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from email_validator import EmailNotValidError, validate_email
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 from bot import locales
@@ -24,6 +31,27 @@ MAX_RECIPIENTS = 100
 MAX_DOCUMENTS = 20
 MAX_FIELDS = 500
 _PHONE = re.compile(r"^\+[1-9][0-9]{6,14}$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL_IN_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def _no_control(value: str) -> str:
+    """One-line members (names, subjects, ids) refuse control characters: NUL breaks
+    PostgreSQL text, CR/LF would inject headers into the emails these values reach."""
+    if _CONTROL.search(value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+def _no_control_in_text(value: str) -> str:
+    """Multi-line text keeps tabs and line breaks, and refuses every other control character."""
+    if _CONTROL_IN_TEXT.search(value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+Line = Annotated[str, AfterValidator(_no_control)]
+Text = Annotated[str, AfterValidator(_no_control_in_text)]
 
 Category = StrEnum("Category", {c: c for c in CATEGORIES})  # type: ignore[misc]
 
@@ -61,7 +89,7 @@ def check_email(value: str) -> str:
 
 class RecipientIn(_In):
     email: str = Field(max_length=320)
-    name: str | None = Field(default=None, max_length=255)
+    name: Line | None = Field(default=None, max_length=255)
     role: Role = Role.SIGNER
     order: int | None = Field(default=None, ge=1, le=1000)
     phone: str | None = Field(default=None, max_length=32)
@@ -91,7 +119,7 @@ class FieldIn(_In):
     document_index: int = Field(default=0, ge=0, lt=MAX_DOCUMENTS)
     page_number: int = Field(default=1, ge=1, le=10000)
     field_type: FieldType = FieldType.SIGNATURE
-    anchor_text: str | None = Field(default=None, max_length=200)
+    anchor_text: Line | None = Field(default=None, max_length=200)
     anchor_placement: Literal["right", "below", "above", "left"] = "right"
     anchor_index: int = Field(default=0, ge=0, le=1000)
     x: float = Field(default=72, ge=0, le=14400)
@@ -99,8 +127,8 @@ class FieldIn(_In):
     width: float = Field(default=150, gt=0, le=14400)
     height: float = Field(default=40, gt=0, le=14400)
     required: bool = True
-    label: str | None = Field(default=None, max_length=200)
-    options: list[Annotated[str, Field(max_length=200)]] = Field(
+    label: Line | None = Field(default=None, max_length=200)
+    options: list[Annotated[Line, Field(max_length=200)]] = Field(
         default_factory=list, max_length=100
     )
 
@@ -126,8 +154,8 @@ class FieldIn(_In):
 class _EnvelopeBody(_In):
     """Members shared by create and update."""
 
-    message: str | None = Field(default=None, max_length=10000)
-    document_ids: list[Annotated[str, Field(max_length=40)]] | None = Field(
+    message: Text | None = Field(default=None, max_length=10000)
+    document_ids: list[Annotated[Line, Field(max_length=40)]] | None = Field(
         default=None, max_length=MAX_DOCUMENTS
     )
     fields: list[FieldIn] | None = Field(default=None, max_length=MAX_FIELDS)
@@ -137,11 +165,11 @@ class _EnvelopeBody(_In):
     expires_at: datetime | None = None
     send_at: datetime | None = None
     category: Category | None = None  # type: ignore[valid-type]
-    tags: list[Annotated[str, Field(max_length=40)]] | None = Field(default=None, max_length=10)
+    tags: list[Annotated[Line, Field(max_length=40)]] | None = Field(default=None, max_length=10)
     locale: str | None = Field(default=None, max_length=35)
-    redirect_url: str | None = Field(default=None, max_length=2048)
+    redirect_url: Line | None = Field(default=None, max_length=2048)
     initials_on_every_page: bool | None = None
-    workspace_id: str | None = Field(default=None, max_length=40)
+    workspace_id: Line | None = Field(default=None, max_length=40)
     metadata: dict[str, Any] | None = None
 
     @field_validator("signature_level")
@@ -193,7 +221,7 @@ class _EnvelopeBody(_In):
 
 class LegacySigner(_In):
     email: str = Field(max_length=320)
-    name: str | None = Field(default=None, max_length=255)
+    name: Line | None = Field(default=None, max_length=255)
     order: int | None = Field(default=None, ge=1, le=1000)
     phone: str | None = Field(default=None, max_length=32)
 
@@ -201,13 +229,13 @@ class LegacySigner(_In):
 
 
 class LegacyDocument(_In):
-    name: str | None = Field(default=None, max_length=255)
+    name: Line | None = Field(default=None, max_length=255)
     base64_pdf: str = Field(alias="base64Pdf")
 
 
 class CreateEnvelopeIn(_EnvelopeBody):
-    subject: str | None = Field(default=None, max_length=255)
-    template_id: str | None = Field(default=None, max_length=80)
+    subject: Line | None = Field(default=None, max_length=255)
+    template_id: Line | None = Field(default=None, max_length=80)
     signers: list[LegacySigner] | None = Field(default=None, max_length=MAX_RECIPIENTS)
     """The older one-shot form: creates and sends, answering ``signers[].signUrl``."""
     documents: list[LegacyDocument] | None = Field(default=None, max_length=MAX_DOCUMENTS)
@@ -218,8 +246,8 @@ class CreateEnvelopeIn(_EnvelopeBody):
 
 
 class UpdateEnvelopeIn(_EnvelopeBody):
-    subject: str | None = Field(default=None, min_length=1, max_length=255)
+    subject: Line | None = Field(default=None, min_length=1, max_length=255)
 
 
 class VoidIn(_In):
-    reason: str | None = Field(default=None, max_length=1000)
+    reason: Text | None = Field(default=None, max_length=1000)
