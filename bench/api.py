@@ -130,9 +130,7 @@ class Server:
 
 def _clean_env() -> dict[str, str]:
     """Our environment without SIGNBOT_* / SLACK_* (a run must not depend on the caller's)."""
-    return {
-        k: v for k, v in os.environ.items() if not k.startswith(("SIGNBOT_", "SLACK_"))
-    }
+    return {k: v for k, v in os.environ.items() if not k.startswith(("SIGNBOT_", "SLACK_"))}
 
 
 @contextmanager
@@ -527,8 +525,18 @@ def profile(
     out.parent.mkdir(parents=True, exist_ok=True)
     recorder = subprocess.Popen(
         [
-            py_spy, "record", "--pid", str(server.proc.pid), "--rate", "250",
-            "--duration", str(round(seconds)), "--format", "raw", "--output", str(out),
+            py_spy,
+            "record",
+            "--pid",
+            str(server.proc.pid),
+            "--rate",
+            "250",
+            "--duration",
+            str(round(seconds)),
+            "--format",
+            "raw",
+            "--output",
+            str(out),
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -543,52 +551,74 @@ def profile(
     return out
 
 
-_FRAME = re.compile(r"^(?P<func>.+?) \((?P<file>[^():]+?)(?::\d+)?\)$")
+_FRAME = re.compile(r"^(?P<func>.+?) \((?P<file>[^()]+?)(?::(?P<line>\d+))?\)$")
 
 
-def summarize_profile(path: Path, top: int = 22) -> str:
-    """Inclusive and self shares of the samples, per function and per package (self)."""
+def summarize_profile(path: Path, top: int = 15) -> str:
+    """Where the event loop's CPU goes, in three views of py-spy's raw stacks.
+
+    Only stacks of the thread running the event loop count (``Runner.run`` in the stack);
+    idle threads that py-spy occasionally samples would otherwise blur the shares.
+
+    * per function of ours (``bot/``), inclusive — what each of our calls costs in total;
+    * per *innermost* line of ours, with the package the sample ended in — which line of ours
+      made SQLAlchemy (or pydantic, logging, ...) do the work;
+    * per package, self — whose code the CPU actually ran.
+    """
     inclusive: collections.Counter[str] = collections.Counter()
-    self_time: collections.Counter[str] = collections.Counter()
+    innermost: collections.Counter[str] = collections.Counter()
     packages: collections.Counter[str] = collections.Counter()
     total = 0
     for line in path.read_text().splitlines():
         stack, _, count_text = line.rpartition(" ")
-        if not stack or not count_text.isdigit():
+        if "Runner.run" not in stack or not count_text.isdigit():
             continue
-        count = int(count_text)
-        frames = []
-        for raw in stack.split(";"):
-            match = _FRAME.match(raw)
-            if match:
-                frames.append((match["func"], match["file"]))
+        frames = [m for m in map(_FRAME.match, stack.split(";")) if m]
         if not frames:
             continue
+        count = int(count_text)
         total += count
-        for name in {f"{func} ({file})" for func, file in frames}:
+        ours = [m for m in frames if m["file"].startswith("bot/")]
+        for name in {f"{m['func']} ({m['file']})" for m in ours}:
             inclusive[name] += count
-        func, file = frames[-1]
-        self_time[f"{func} ({file})"] += count
-        packages[_package(file)] += count
+        leaf = _package(frames[-1]["file"])
+        packages[leaf] += count
+        # the outermost frames (bot/__main__, cli.serve) are ours too but say nothing
+        inner = next((m for m in reversed(ours) if m["file"] not in _ENTRY_FILES), None)
+        where = f"{inner['func']} ({inner['file']}:{inner['line']})" if inner else "(no bot frame)"
+        innermost[f"{where} -> {leaf}"] += count
     if not total:
-        return "  (no samples)"
-    lines = [f"  {total} samples (CPU only: idle waits excluded)", "  inclusive:"]
-    lines += [f"    {100 * c / total:5.1f}%  {name}" for name, c in inclusive.most_common(top)]
-    lines.append("  self, by package:")
-    lines += [f"    {100 * c / total:5.1f}%  {name}" for name, c in packages.most_common(12)]
-    lines.append("  self, by function:")
-    lines += [f"    {100 * c / total:5.1f}%  {name}" for name, c in self_time.most_common(12)]
-    return "\n".join(lines)
+        return "  (no samples of the event loop's thread)"
+
+    def share(
+        counter: collections.Counter[str], n: int, skip: frozenset[str] = frozenset()
+    ) -> list[str]:
+        rows = [(name, c) for name, c in counter.most_common() if name not in skip][:n]
+        return [f"    {100 * c / total:5.1f}%  {name}" for name, c in rows]
+
+    entry = frozenset(n for n in inclusive if any(f"({f})" in n for f in _ENTRY_FILES))
+    return "\n".join(
+        [
+            f"  {total} samples of the event loop's thread (CPU only: idle waits excluded)",
+            "  our functions, inclusive:",
+            *share(inclusive, top, entry),
+            "  innermost line of ours -> package the CPU was in:",
+            *share(innermost, top),
+            "  self, by package:",
+            *share(packages, 10),
+        ]
+    )
+
+
+#: Frames of ours that sit at the bottom of every stack (the process entry point).
+_ENTRY_FILES = ("bot/__main__.py", "bot/cli.py")
 
 
 def _package(file: str) -> str:
+    """``sqlalchemy/orm/session.py`` -> ``sqlalchemy``; ``asyncio/events.py`` -> ``asyncio``."""
     parts = Path(file).parts
     if "site-packages" in parts:
         parts = parts[parts.index("site-packages") + 1 :]
-    elif "bot" in parts:
-        parts = parts[parts.index("bot") :]
-    elif "lib" in parts:  # the standard library: name the module
-        parts = parts[len(parts) - 1 :]
     return parts[0].removesuffix(".py") if parts else file
 
 
@@ -597,8 +627,7 @@ def _package(file: str) -> str:
 
 def format_row(r: Result) -> str:
     return (
-        f"{r.name:<46} {r.rps:>9.0f} {r.p50_ms:>9.1f} {r.p99_ms:>9.1f} "
-        f"{r.non_2xx:>8} {r.errors:>7}"
+        f"{r.name:<46} {r.rps:>9.0f} {r.p50_ms:>9.1f} {r.p99_ms:>9.1f} {r.non_2xx:>8} {r.errors:>7}"
     )
 
 
@@ -611,12 +640,27 @@ def targets(results: dict[str, Result]) -> list[tuple[str, str, str, bool]]:
     hello, insert = results["hello"], results["insert"]
     best_read = max(results["read-sync"], results["read-async"], key=lambda r: r.rps)
     rows = [
-        (read, f"read / faster of (b),(c) [{best_read.name[:3]}]",
-         f"{read.rps / best_read.rps:.2f}x", ">= 1.00x", read.rps >= best_read.rps),
-        (read, "read / hello-world (a)", f"{100 * read.rps / hello.rps:.1f} %", ">= 20 %",
-         read.rps >= 0.2 * hello.rps),
-        (create, "create / naive insert (d)", f"{create.rps / insert.rps:.2f}x", ">= 1.00x",
-         create.rps >= insert.rps),
+        (
+            read,
+            f"read / faster of (b),(c) [{best_read.name[:3]}]",
+            f"{read.rps / best_read.rps:.2f}x",
+            ">= 1.00x",
+            read.rps >= best_read.rps,
+        ),
+        (
+            read,
+            "read / hello-world (a)",
+            f"{100 * read.rps / hello.rps:.1f} %",
+            ">= 20 %",
+            read.rps >= 0.2 * hello.rps,
+        ),
+        (
+            create,
+            "create / naive insert (d)",
+            f"{create.rps / insert.rps:.2f}x",
+            ">= 1.00x",
+            create.rps >= insert.rps,
+        ),
         (create, "create p99", f"{create.p99_ms:.1f} ms", "< 200 ms", create.p99_ms < 200),
     ]
     out = []
@@ -650,7 +694,10 @@ def parse_args() -> argparse.Namespace:
         "--log-level", default="info", help="log level of every server (default: production's)"
     )
     parser.add_argument(
-        "--profile", type=Path, default=None, metavar="DIR",
+        "--profile",
+        type=Path,
+        default=None,
+        metavar="DIR",
         help="after measuring, record py-spy raw stacks of our server under load into DIR",
     )
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (server logs)")
@@ -669,8 +716,10 @@ def main() -> int:
     warnings = check_serve_options()
     if dropped:
         warnings.append(f"ignoring the caller's {', '.join(dropped)}: every server starts clean")
-    print(f"signbot API bench: {gen.description}, {args.duration:g} s per target after "
-          f"{args.warmup:g} s warm-up, {dbs.kind}, {os.cpu_count()} CPUs, one uvicorn worker")
+    print(
+        f"signbot API bench: {gen.description}, {args.duration:g} s per target after "
+        f"{args.warmup:g} s warm-up, {dbs.kind}, {os.cpu_count()} CPUs, one uvicorn worker"
+    )
     if not gen.wrk:
         warnings.append(
             "wrk is not installed (apt-get install wrk): using the Python load generator; "
@@ -710,7 +759,10 @@ def main() -> int:
             document_id, envelope_id = signbot_fixtures(server.base_url, keys.setup)
             read = Load("GET", f"{API}/envelopes/{envelope_id}", keys.read)
             create = Load(
-                "POST", f"{API}/envelopes", keys.create, create_body(document_id),
+                "POST",
+                f"{API}/envelopes",
+                keys.create,
+                create_body(document_id),
                 "application/json",
             )
             results["read"] = gen.measure(
@@ -726,11 +778,18 @@ def main() -> int:
 
         for kind, name, load, status in (
             ("read-sync", "(b) PK read, sync def", Load("GET", f"/rows/{READ_ID}"), 200),
-            ("read-async", "(c) PK read, async def + sync session",
-             Load("GET", f"/rows/{READ_ID}"), 200),
-            ("insert", "(d) insert, sync def, commit per request",
-             Load("POST", "/rows", body='{"name": "bench"}', content_type="application/json"),
-             201),
+            (
+                "read-async",
+                "(c) PK read, async def + sync session",
+                Load("GET", f"/rows/{READ_ID}"),
+                200,
+            ),
+            (
+                "insert",
+                "(d) insert, sync def, commit per request",
+                Load("POST", "/rows", body='{"name": "bench"}', content_type="application/json"),
+                201,
+            ),
         ):
             argv = [*baseline, kind, "--database-url", dbs.url_for(kind), *level]
             with serve(kind, argv, tmp) as server:

@@ -22,11 +22,14 @@ from bot.deployment import signing_secret
 from bot.documents.routes import router as documents_router
 from bot.documents.storage import build_storage
 from bot.envelopes.routes import router as envelopes_router
+from bot.jobs.worker import Worker
+from bot.secretbox import SecretBox
 from bot.web.auth import Authenticator, RateLimitHeaders
 from bot.web.bodylimit import BodyLimit
 from bot.web.limiter import Limiter, build_limiter
 from bot.web.openapi import install_openapi
 from bot.web.problems import STATUS, install_problem_handlers
+from bot.webhooks.routes import router as webhooks_router
 
 log = logging.getLogger("signbot")
 
@@ -36,6 +39,10 @@ API_PREFIX = "/api/v1"
 EXTENSIONS = {
     ("GET", f"{API_PREFIX}/documents/{{document_id}}/content"),
     ("POST", f"{API_PREFIX}/envelopes/{{envelope_id}}/void"),
+    ("PATCH", f"{API_PREFIX}/webhooks/{{webhook_id}}"),
+    ("POST", f"{API_PREFIX}/webhooks/{{webhook_id}}/rotate-secret"),
+    ("GET", f"{API_PREFIX}/webhooks/{{webhook_id}}/deliveries"),
+    ("POST", f"{API_PREFIX}/webhooks/{{webhook_id}}/deliveries/{{delivery_id}}/redeliver"),
 }
 
 DESCRIPTION = """\
@@ -61,11 +68,23 @@ def create_app(
     if limiter is None and settings.rate_limit_enabled:
         limiter = build_limiter(settings.redis_url)
 
+    token_secret = signing_secret(db, settings.secret_key)
+    secret_box = SecretBox(token_secret, "webhook-secrets")
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        yield
-        if limiter is not None:
-            await limiter.close()
+        worker = None
+        if settings.role in ("all", "worker"):
+            worker = Worker(settings, db, secret_box)
+            worker.start()
+            app.state.worker = worker
+        try:
+            yield
+        finally:
+            if worker is not None:
+                await worker.stop()
+            if limiter is not None:
+                await limiter.close()
 
     app = FastAPI(
         title="signbot",
@@ -81,13 +100,16 @@ def create_app(
     app.state.storage = build_storage(settings.storage_url, settings.storage_root)
     app.state.limiter = limiter
     app.state.authenticator = Authenticator(db, limiter)
-    app.state.token_secret = signing_secret(db, settings.secret_key)
+    app.state.token_secret = token_secret
+    app.state.secret_box = secret_box
 
     api = APIRouter(prefix=API_PREFIX)
     api.include_router(documents_router)
     api.include_router(envelopes_router)
     api.include_router(accounts_router)
-    app.include_router(api)
+    api.include_router(webhooks_router)
+    if settings.role != "worker":  # a worker serves only its health endpoints
+        app.include_router(api)
     app.include_router(_operations_router())
     install_problem_handlers(app)
     install_openapi(

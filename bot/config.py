@@ -36,6 +36,12 @@ class Settings(BaseSettings):
     """Where documents live; default ``file://{data_dir}/files``."""
     templates_dir: Path = Path("./templates")
     jobs_interval_seconds: float = Field(default=1.0, gt=0)
+    """How often background work looks for due outbox rows."""
+    webhook_retry_base_seconds: float = Field(default=10.0, gt=0)
+    """First retry step; attempt n waits base * 6**(n-1), capped at 24 h, with +-20 % jitter."""
+    webhook_allow_private: bool = False
+    """Lift the SSRF guard (webhooks to loopback/private addresses), for development and tests."""
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0)
     role: Literal["all", "api", "worker"] = "all"
     host: str = "127.0.0.1"
     port: int = 8000

@@ -6,6 +6,7 @@ from bot.documents.models import Document
 from bot.envelopes.models import Envelope, EnvelopeDocument, EnvelopeField, Recipient
 from bot.jobs.models import OutboxEvent
 from bot.web.idempotency import IdempotencyRecord
+from bot.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 
 __all__ = [
     "Account",
@@ -18,5 +19,8 @@ __all__ = [
     "IdempotencyRecord",
     "OutboxEvent",
     "Recipient",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WebhookEndpoint",
     "Workspace",
 ]

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-28 17:52:52.881673
+Create Date: 2026-11-28 18:14:12.231953
 """
 from alembic import op
 import sqlalchemy as sa
@@ -104,6 +104,25 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_documents_account_id'), ['account_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_documents_created_at'), ['created_at'], unique=False)
 
+    op.create_table('webhook_endpoints',
+    sa.Column('id', sqlmodel.sql.sqltypes.AutoString(length=40), nullable=False),
+    sa.Column('account_id', sqlmodel.sql.sqltypes.AutoString(length=40), nullable=False),
+    sa.Column('environment', sqlmodel.sql.sqltypes.AutoString(length=8), nullable=False),
+    sa.Column('url', sqlmodel.sql.sqltypes.AutoString(length=2048), nullable=False),
+    sa.Column('events', sa.JSON(), nullable=False),
+    sa.Column('description', sqlmodel.sql.sqltypes.AutoString(length=500), nullable=False),
+    sa.Column('secret_sealed', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
+    sa.Column('is_active', sa.Boolean(), nullable=False),
+    sa.Column('failing_since', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
+    sa.Column('disabled_reason', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=True),
+    sa.Column('created_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+    sa.Column('updated_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+    sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], ),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('webhook_endpoints', schema=None) as batch_op:
+        batch_op.create_index('ix_webhook_endpoints_tenant', ['account_id', 'environment'], unique=False)
+
     op.create_table('workspaces',
     sa.Column('id', sqlmodel.sql.sqltypes.AutoString(length=40), nullable=False),
     sa.Column('account_id', sqlmodel.sql.sqltypes.AutoString(length=40), nullable=False),
@@ -147,8 +166,34 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id')
     )
     with op.batch_alter_table('envelopes', schema=None) as batch_op:
+        batch_op.create_index('ix_envelopes_status_expires_at', ['status', 'expires_at'], unique=False)
+        batch_op.create_index('ix_envelopes_status_send_at', ['status', 'send_at'], unique=False)
         batch_op.create_index('ix_envelopes_tenant_created', ['account_id', 'environment', 'created_at'], unique=False)
         batch_op.create_index('ix_envelopes_tenant_status', ['account_id', 'environment', 'status'], unique=False)
+
+    op.create_table('webhook_deliveries',
+    sa.Column('id', sqlmodel.sql.sqltypes.AutoString(length=40), nullable=False),
+    sa.Column('endpoint_id', sqlmodel.sql.sqltypes.AutoString(length=40), nullable=False),
+    sa.Column('event_id', sqlmodel.sql.sqltypes.AutoString(length=40), nullable=False),
+    sa.Column('event', sqlmodel.sql.sqltypes.AutoString(length=48), nullable=False),
+    sa.Column('status', sqlmodel.sql.sqltypes.AutoString(length=12), nullable=False),
+    sa.Column('attempts', sa.Integer(), nullable=False),
+    sa.Column('next_attempt_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
+    sa.Column('locked_until', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
+    sa.Column('claim', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=True),
+    sa.Column('last_status_code', sa.Integer(), nullable=True),
+    sa.Column('last_response', sqlmodel.sql.sqltypes.AutoString(length=1024), nullable=True),
+    sa.Column('last_error', sqlmodel.sql.sqltypes.AutoString(length=500), nullable=True),
+    sa.Column('created_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+    sa.Column('last_attempt_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
+    sa.Column('delivered_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
+    sa.ForeignKeyConstraint(['endpoint_id'], ['webhook_endpoints.id'], ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('webhook_deliveries', schema=None) as batch_op:
+        batch_op.create_index('ix_webhook_deliveries_due', ['status', 'next_attempt_at'], unique=False)
+        batch_op.create_index('ix_webhook_deliveries_endpoint', ['endpoint_id', 'created_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_webhook_deliveries_event_id'), ['event_id'], unique=False)
 
     op.create_table('envelope_documents',
     sa.Column('envelope_id', sqlmodel.sql.sqltypes.AutoString(length=40), nullable=False),
@@ -187,6 +232,21 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_recipients_envelope_id'), ['envelope_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_recipients_token_hash'), ['token_hash'], unique=True)
 
+    op.create_table('webhook_attempts',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('delivery_id', sqlmodel.sql.sqltypes.AutoString(length=40), nullable=False),
+    sa.Column('attempt', sa.Integer(), nullable=False),
+    sa.Column('at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+    sa.Column('status_code', sa.Integer(), nullable=True),
+    sa.Column('response', sqlmodel.sql.sqltypes.AutoString(length=1024), nullable=True),
+    sa.Column('error', sqlmodel.sql.sqltypes.AutoString(length=500), nullable=True),
+    sa.Column('duration_ms', sa.Integer(), nullable=False),
+    sa.ForeignKeyConstraint(['delivery_id'], ['webhook_deliveries.id'], ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('webhook_attempts', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_webhook_attempts_delivery_id'), ['delivery_id'], unique=False)
+
     op.create_table('envelope_fields',
     sa.Column('id', sqlmodel.sql.sqltypes.AutoString(length=40), nullable=False),
     sa.Column('envelope_id', sqlmodel.sql.sqltypes.AutoString(length=40), nullable=False),
@@ -221,6 +281,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_envelope_fields_envelope_id'))
 
     op.drop_table('envelope_fields')
+    with op.batch_alter_table('webhook_attempts', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_webhook_attempts_delivery_id'))
+
+    op.drop_table('webhook_attempts')
     with op.batch_alter_table('recipients', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_recipients_token_hash'))
         batch_op.drop_index(batch_op.f('ix_recipients_envelope_id'))
@@ -230,15 +294,27 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_envelope_documents_document_id'))
 
     op.drop_table('envelope_documents')
+    with op.batch_alter_table('webhook_deliveries', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_webhook_deliveries_event_id'))
+        batch_op.drop_index('ix_webhook_deliveries_endpoint')
+        batch_op.drop_index('ix_webhook_deliveries_due')
+
+    op.drop_table('webhook_deliveries')
     with op.batch_alter_table('envelopes', schema=None) as batch_op:
         batch_op.drop_index('ix_envelopes_tenant_status')
         batch_op.drop_index('ix_envelopes_tenant_created')
+        batch_op.drop_index('ix_envelopes_status_send_at')
+        batch_op.drop_index('ix_envelopes_status_expires_at')
 
     op.drop_table('envelopes')
     with op.batch_alter_table('workspaces', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_workspaces_account_id'))
 
     op.drop_table('workspaces')
+    with op.batch_alter_table('webhook_endpoints', schema=None) as batch_op:
+        batch_op.drop_index('ix_webhook_endpoints_tenant')
+
+    op.drop_table('webhook_endpoints')
     with op.batch_alter_table('documents', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_documents_created_at'))
         batch_op.drop_index(batch_op.f('ix_documents_account_id'))

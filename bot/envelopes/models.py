@@ -16,6 +16,8 @@ class Envelope(SQLModel, table=True):
     __table_args__ = (
         Index("ix_envelopes_tenant_created", "account_id", "environment", "created_at"),
         Index("ix_envelopes_tenant_status", "account_id", "environment", "status"),
+        Index("ix_envelopes_status_send_at", "status", "send_at"),
+        Index("ix_envelopes_status_expires_at", "status", "expires_at"),
     )
 
     id: str = Field(primary_key=True, max_length=40)

@@ -26,6 +26,7 @@ from pydantic.alias_generators import to_camel
 from bot import locales
 from bot.envelopes.category import CATEGORIES
 from bot.envelopes.lifecycle import Role, SigningOrder
+from bot.timeutil import to_utc
 
 MAX_RECIPIENTS = 100
 MAX_DOCUMENTS = 20
@@ -171,6 +172,17 @@ class _EnvelopeBody(_In):
     initials_on_every_page: bool | None = None
     workspace_id: Line | None = Field(default=None, max_length=40)
     metadata: dict[str, Any] | None = None
+
+    @field_validator("expires_at", "send_at")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        """Times are kept in UTC; one that cannot be expressed there is out of range."""
+        if value is None:
+            return None
+        try:
+            return to_utc(value)
+        except (OverflowError, ValueError):
+            raise ValueError("is out of range") from None
 
     @field_validator("signature_level")
     @classmethod

@@ -46,7 +46,7 @@ def _get_row(session: Session, ctx: AuthContext, envelope_id: str) -> Envelope:
     return envelope
 
 
-def _load_many(session: Session, envelopes: list[Envelope]) -> list[EnvelopeAggregate]:
+def load_many(session: Session, envelopes: list[Envelope]) -> list[EnvelopeAggregate]:
     """Aggregates for many envelopes in three queries, whatever their number."""
     ids = [e.id for e in envelopes]
     if not ids:
@@ -78,7 +78,7 @@ def _load_many(session: Session, envelopes: list[Envelope]) -> list[EnvelopeAggr
 
 
 def load(session: Session, ctx: AuthContext, envelope_id: str) -> EnvelopeAggregate:
-    return _load_many(session, [_get_row(session, ctx, envelope_id)])[0]
+    return load_many(session, [_get_row(session, ctx, envelope_id)])[0]
 
 
 def list_envelopes(
@@ -97,7 +97,7 @@ def list_envelopes(
         )
     )
     total = session.exec(select(func.count()).select_from(Envelope).where(*where)).one()
-    return _load_many(session, rows), total
+    return load_many(session, rows), total
 
 
 def access_tokens(secret: bytes, agg: EnvelopeAggregate) -> dict[str, str]:
@@ -341,7 +341,7 @@ def update(
     now = utcnow()
     agg = load(session, ctx, envelope_id)
     envelope = agg.envelope
-    lifecycle.ensure_editable(_state(agg))
+    lifecycle.ensure_editable(state_of(agg))
     given = body.model_fields_set
     if "subject" in given and body.subject:
         envelope.subject = body.subject
@@ -440,13 +440,13 @@ def update(
 
 def delete(session: Session, ctx: AuthContext, envelope_id: str) -> None:
     agg = load(session, ctx, envelope_id)
-    lifecycle.ensure_deletable(_state(agg))
+    lifecycle.ensure_deletable(state_of(agg))
     for model in (EnvelopeField, Recipient, EnvelopeDocument):
         session.exec(sql_delete(model).where(col(model.envelope_id) == envelope_id))  # type: ignore[call-overload, attr-defined]
     session.delete(agg.envelope)
 
 
-def _state(agg: EnvelopeAggregate) -> lifecycle.EnvelopeState:
+def state_of(agg: EnvelopeAggregate) -> lifecycle.EnvelopeState:
     return lifecycle.EnvelopeState(
         status=lifecycle.EnvelopeStatus(agg.envelope.status),
         signing_order=lifecycle.SigningOrder(agg.envelope.signing_order),
@@ -513,7 +513,7 @@ def send(session: Session, ctx: AuthContext, envelope_id: str) -> EnvelopeAggreg
         raise ValidationFailed.field(
             "expiresAt", "has passed; PATCH a later expiresAt before sending"
         )
-    state = _state(agg)
+    state = state_of(agg)
     scheduled = (
         envelope.send_at is not None
         and envelope.send_at > now
@@ -532,7 +532,7 @@ def void(
 ) -> EnvelopeAggregate:
     now = utcnow()
     agg = load(session, ctx, envelope_id)
-    transition = lifecycle.void(_state(agg))
+    transition = lifecycle.void(state_of(agg))
     agg.envelope.voided_at = now
     agg.envelope.void_reason = reason or None
     apply(session, ctx, agg, transition, now=now, voidReason=reason or None)

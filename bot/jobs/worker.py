@@ -1,0 +1,126 @@
+"""The background worker of a ``signbot serve`` process (roles ``all`` and ``worker``).
+
+APScheduler (3.x, ``AsyncIOScheduler``) drives three periodic jobs on the app's event loop:
+the outbox (fan-out + webhook deliveries) every ``SIGNBOT_JOBS_INTERVAL_SECONDS``, the envelope
+clock (scheduled sends, expiry) and housekeeping (bounded tables). Each job runs alone
+(``max_instances=1``) and a late run is coalesced, never queued up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import timedelta
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from sqlalchemy import delete
+from sqlmodel import Session, col
+
+from bot.config import Settings
+from bot.db import Database
+from bot.envelopes import clock
+from bot.jobs.dispatch import dispatch
+from bot.jobs.models import OutboxEvent
+from bot.secretbox import SecretBox
+from bot.timeutil import utcnow
+from bot.web.idempotency import purge_expired
+from bot.webhooks import ssrf
+from bot.webhooks.delivery import BATCH, Deliverer
+from bot.webhooks.models import WebhookDelivery
+
+log = logging.getLogger("signbot.jobs")
+
+RETENTION = timedelta(days=30)
+MAX_PASSES_PER_TICK = 20
+
+
+def housekeeping(session: Session) -> None:
+    """Keep tables bounded: finished deliveries (and their attempt log, by cascade) and
+    dispatched events older than 30 days go, as do expired idempotency records."""
+    cutoff = utcnow() - RETENTION
+    session.exec(  # type: ignore[call-overload]
+        delete(WebhookDelivery).where(
+            col(WebhookDelivery.status).in_(("delivered", "failed")),
+            col(WebhookDelivery.created_at) < cutoff,
+        )
+    )
+    session.exec(  # type: ignore[call-overload]
+        delete(OutboxEvent).where(
+            col(OutboxEvent.dispatched_at).is_not(None), col(OutboxEvent.occurred_at) < cutoff
+        )
+    )
+    purge_expired(session)
+
+
+class Worker:
+    def __init__(self, settings: Settings, db: Database, box: SecretBox) -> None:
+        self.db = db
+        self.interval = settings.jobs_interval_seconds
+        self.deliverer = Deliverer(
+            db,
+            box,
+            ssrf.Policy(
+                allow_private=settings.webhook_allow_private,
+                own_public_url=settings.effective_public_url,
+                require_https=False,
+            ),
+            base_seconds=settings.webhook_retry_base_seconds,
+            timeout=settings.webhook_timeout_seconds,
+        )
+        self.scheduler = AsyncIOScheduler(timezone="UTC")
+        self._busy = asyncio.Lock()
+        self._stopping = False
+
+    async def outbox_tick(self) -> None:
+        """Fan out committed events, then deliver what is due; repeat while work remains."""
+        async with self._busy:
+            for _ in range(MAX_PASSES_PER_TICK):
+                if self._stopping:
+                    return
+                dispatched = await self.db.run(dispatch)
+                attempted = await self.deliverer.run_once()
+                if dispatched == 0 and attempted < BATCH:
+                    return
+
+    async def clock_tick(self) -> None:
+        await self.db.run(clock.release_scheduled)
+        await self.db.run(clock.expire_due)
+
+    async def housekeeping_tick(self) -> None:
+        await self.db.run(housekeeping)
+
+    def start(self) -> None:
+        common = {"max_instances": 1, "coalesce": True, "misfire_grace_time": None}
+        self.scheduler.add_job(
+            self._guard(self.outbox_tick), "interval", seconds=self.interval, **common
+        )
+        self.scheduler.add_job(
+            self._guard(self.clock_tick), "interval", seconds=max(self.interval, 5), **common
+        )
+        self.scheduler.add_job(self._guard(self.housekeeping_tick), "interval", hours=1, **common)
+        self.scheduler.start()
+        log.info("background worker started (every %.3g s)", self.interval)
+
+    def _guard(self, job):  # type: ignore[no-untyped-def]
+        """A failing pass is logged and retried on the next tick; it never kills the worker."""
+
+        async def run() -> None:
+            try:
+                await job()
+            except Exception:
+                log.exception("background job %s failed", job.__name__)
+
+        run.__name__ = job.__name__
+        return run
+
+    async def stop(self) -> None:
+        """Graceful: no new passes; the one in flight finishes; leases left are given back."""
+        self._stopping = True
+        self.scheduler.shutdown(wait=False)
+        try:
+            async with asyncio.timeout(30):
+                async with self._busy:
+                    pass
+        except TimeoutError:
+            log.warning("stopping with a delivery pass still running; its leases are released")
+        await self.deliverer.close()

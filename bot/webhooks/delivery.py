@@ -1,0 +1,261 @@
+"""Delivering webhooks: claim due deliveries, POST them signed, record, retry or give up.
+
+Claiming takes a lease (``locked_until``) in its own short transaction, so the HTTP calls run
+outside any transaction and a process that dies mid-delivery only delays the row until its lease
+runs out — then another worker (or the restarted one) takes it again. On PostgreSQL the claim
+uses ``FOR UPDATE SKIP LOCKED`` so concurrent workers never take the same row; on SQLite the
+claiming UPDATE holds the database's single write lock, which serializes claimers.
+A receiver that got the event but whose answer was lost sees it again with the same ``id`` and
+``webhook-id``: at-least-once delivery, deduplicable by design.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+
+import httpx
+from sqlalchemy import or_, update
+from sqlmodel import Session, col, select
+
+from bot.db import Database
+from bot.jobs.models import OutboxEvent
+from bot.secretbox import SecretBox
+from bot.timeutil import utcnow
+from bot.webhooks import payload, retry, signature, ssrf
+from bot.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
+
+log = logging.getLogger("signbot.webhooks")
+
+LEASE = timedelta(seconds=60)
+BATCH = 50
+CONCURRENCY = 16
+USER_AGENT = "signbot-webhooks/1"
+
+
+@dataclass(frozen=True)
+class Work:
+    """Everything one attempt needs, read before the HTTP call."""
+
+    delivery_id: str
+    attempt: int
+    url: str
+    secret: str
+    msg_id: str
+    body: bytes
+    endpoint_id: str
+
+
+@dataclass(frozen=True)
+class Outcome:
+    ok: bool
+    status_code: int | None
+    response: str | None
+    error: str | None
+    duration_ms: int
+
+
+def claim(session: Session, token: str, limit: int = BATCH) -> list[str]:
+    """Lease up to ``limit`` due deliveries to the claimer ``token``; returns their ids."""
+    now = utcnow()
+    due = (
+        select(WebhookDelivery.id)
+        .where(
+            or_(
+                (col(WebhookDelivery.status) == "pending")
+                & (col(WebhookDelivery.next_attempt_at) <= now),
+                (col(WebhookDelivery.status) == "delivering")
+                & (col(WebhookDelivery.locked_until) < now),
+            )
+        )
+        .order_by(col(WebhookDelivery.next_attempt_at))
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    ids = list(session.exec(due))
+    if not ids:
+        return []
+    session.exec(  # type: ignore[call-overload]
+        update(WebhookDelivery)
+        .where(col(WebhookDelivery.id).in_(ids))
+        .values(status="delivering", locked_until=now + LEASE, claim=token)
+    )
+    return ids
+
+
+def prepare(session: Session, box: SecretBox, ids: list[str]) -> list[Work]:
+    """The attempts to make; deliveries whose endpoint is gone or disabled are dropped."""
+    out: list[Work] = []
+    for delivery in session.exec(select(WebhookDelivery).where(col(WebhookDelivery.id).in_(ids))):
+        endpoint = session.get(WebhookEndpoint, delivery.endpoint_id)
+        event = session.get(OutboxEvent, delivery.event_id)
+        if endpoint is None or event is None or not endpoint.is_active:
+            delivery.status = "failed"
+            delivery.last_error = "endpoint disabled" if endpoint else "endpoint removed"
+            delivery.next_attempt_at = None
+            session.add(delivery)
+            continue
+        out.append(
+            Work(
+                delivery_id=delivery.id,
+                attempt=delivery.attempts + 1,
+                url=endpoint.url,
+                secret=box.open(endpoint.secret_sealed),
+                msg_id=event.id,
+                body=payload.encode(event),
+                endpoint_id=endpoint.id,
+            )
+        )
+    return out
+
+
+async def attempt(
+    client: httpx.AsyncClient, item: Work, policy: ssrf.Policy, timeout: float
+) -> Outcome:
+    started = time.monotonic()
+    refused = await ssrf.check_delivery(item.url, policy)
+    if refused is not None:
+        return Outcome(False, None, None, refused, 0)
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": USER_AGENT,
+        **signature.headers(item.secret, item.msg_id, int(time.time()), item.body),
+    }
+    try:
+        response = await client.post(item.url, content=item.body, headers=headers, timeout=timeout)
+    except httpx.TimeoutException:
+        return Outcome(False, None, None, f"timed out after {timeout:g} s", _ms(started))
+    except httpx.HTTPError as exc:
+        return Outcome(False, None, None, f"{type(exc).__name__}: {exc}"[:500], _ms(started))
+    text = response.text[:1024] if response.content else None
+    return Outcome(
+        200 <= response.status_code < 300, response.status_code, text, None, _ms(started)
+    )
+
+
+def _ms(started: float) -> int:
+    return int((time.monotonic() - started) * 1000)
+
+
+def record(session: Session, item: Work, outcome: Outcome, base_seconds: float) -> None:
+    """Write the attempt's result: delivered, another try scheduled, or given up."""
+    now = utcnow()
+    delivery = session.get(WebhookDelivery, item.delivery_id)
+    if delivery is None:
+        return
+    endpoint = session.get(WebhookEndpoint, item.endpoint_id)
+    session.add(
+        WebhookAttempt(
+            delivery_id=delivery.id,
+            attempt=item.attempt,
+            at=now,
+            status_code=outcome.status_code,
+            response=outcome.response,
+            error=outcome.error,
+            duration_ms=outcome.duration_ms,
+        )
+    )
+    delivery.attempts = item.attempt
+    delivery.last_attempt_at = now
+    delivery.last_status_code = outcome.status_code
+    delivery.last_response = outcome.response
+    delivery.last_error = outcome.error
+    delivery.locked_until = None
+    delivery.claim = None
+    if outcome.ok:
+        delivery.status = "delivered"
+        delivery.delivered_at = now
+        delivery.next_attempt_at = None
+        if endpoint is not None and endpoint.failing_since is not None:
+            endpoint.failing_since = None
+            session.add(endpoint)
+    else:
+        if retry.should_give_up(item.attempt, now - delivery.created_at):
+            delivery.status = "failed"
+            delivery.next_attempt_at = None
+        else:
+            delivery.status = "pending"
+            delivery.next_attempt_at = now + retry.delay(item.attempt, base_seconds)
+        if endpoint is not None:
+            endpoint.failing_since = endpoint.failing_since or now
+            if now - endpoint.failing_since >= retry.ENDPOINT_DISABLE_AFTER:
+                endpoint.is_active = False
+                endpoint.disabled_reason = "failing for three days"
+                log.warning("webhook %s disabled after three days of failures", endpoint.id)
+            session.add(endpoint)
+    session.add(delivery)
+
+
+class Deliverer:
+    """The delivery worker of one process: remembers its claims so that shutdown can give
+    back exactly what it holds, never another replica's leases."""
+
+    def __init__(
+        self,
+        db: Database,
+        box: SecretBox,
+        policy: ssrf.Policy,
+        *,
+        base_seconds: float,
+        timeout: float,
+        client: httpx.AsyncClient | None = None,
+    ) -> None:
+        self.db = db
+        self.box = box
+        self.policy = policy
+        self.base_seconds = base_seconds
+        self.timeout = timeout
+        self.client = client or httpx.AsyncClient(
+            follow_redirects=False, limits=httpx.Limits(max_connections=CONCURRENCY * 2)
+        )
+        self._claims: set[str] = set()
+
+    async def run_once(self) -> int:
+        """One pass: claim, send concurrently, record. Returns the number of attempts made."""
+        token = secrets.token_hex(8)
+        self._claims.add(token)
+        try:
+            ids = await self.db.run(lambda s: claim(s, token))
+            if not ids:
+                return 0
+            items = await self.db.run(lambda s: prepare(s, self.box, ids))
+            gate = asyncio.Semaphore(CONCURRENCY)
+
+            async def one(item: Work) -> None:
+                async with gate:
+                    outcome = await attempt(self.client, item, self.policy, self.timeout)
+                await self.db.run(lambda s: record(s, item, outcome, self.base_seconds))
+                if not outcome.ok:
+                    log.info(
+                        "webhook delivery %s attempt %d failed: %s",
+                        item.delivery_id,
+                        item.attempt,
+                        outcome.error or outcome.status_code,
+                    )
+
+            await asyncio.gather(*(one(item) for item in items))
+            return len(items)
+        finally:
+            self._claims.discard(token)
+
+    async def close(self) -> None:
+        """Give back leases still held (a pass cut short), then close the HTTP client."""
+        if self._claims:
+            held = list(self._claims)
+            await self.db.run(lambda s: release(s, held))
+        await self.client.aclose()
+
+
+def release(session: Session, claims: list[str]) -> int:
+    """Make deliveries leased under ``claims`` and not yet recorded due again at once."""
+    result = session.exec(  # type: ignore[call-overload]
+        update(WebhookDelivery)
+        .where(col(WebhookDelivery.status) == "delivering")
+        .where(col(WebhookDelivery.claim).in_(claims))
+        .values(status="pending", locked_until=None, claim=None, next_attempt_at=utcnow())
+    )
+    return result.rowcount or 0

@@ -1,0 +1,121 @@
+"""The SSRF guard: webhooks never reach loopback, private, link-local or metadata addresses.
+
+Checked at registration (an IP literal, or a name that resolves there, is refused; a name that
+does not resolve is accepted and checked again at delivery) and at every delivery.
+``SIGNBOT_WEBHOOK_ALLOW_PRIVATE=1`` lifts it. The bot's own ``{PUBLIC_URL}/hooks/`` path is
+always allowed; nothing else under our own URL is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from bot.errors import FieldError, ValidationFailed
+
+REJECTED = "URL rejected: private or loopback address"
+_EXTRA_BLOCKED = [
+    ipaddress.ip_network("100.64.0.0/10"),  # carrier-grade NAT
+    ipaddress.ip_network("192.0.0.0/24"),
+    ipaddress.ip_network("198.18.0.0/15"),  # benchmarking
+    ipaddress.ip_network("fd00:ec2::254/128"),  # AWS metadata over IPv6
+]
+
+
+def is_blocked(address: str) -> bool:
+    ip = ipaddress.ip_address(address)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return (
+        ip.is_private
+        or ip.is_loopback
+        or ip.is_link_local
+        or ip.is_multicast
+        or ip.is_reserved
+        or ip.is_unspecified
+        or any(ip in net for net in _EXTRA_BLOCKED)
+    )
+
+
+@dataclass(frozen=True)
+class Policy:
+    allow_private: bool
+    own_public_url: str
+    require_https: bool
+    """Live-mode endpoints on public addresses must use https."""
+
+
+def _own_hooks(url: str, own: str) -> bool:
+    return url.startswith(own.rstrip("/") + "/hooks/")
+
+
+def parse(url: str) -> tuple[str, str]:
+    """(scheme, host) of an acceptable URL, or a validation error that says what is wrong."""
+    if len(url) > 2048:
+        raise ValidationFailed.field("url", "must be at most 2048 characters")
+    try:
+        parts = urlsplit(url)
+        _ = parts.port
+    except ValueError:
+        raise ValidationFailed.field("url", "is not a valid URL") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValidationFailed.field("url", "must be an http:// or https:// URL")
+    if parts.username or parts.password:
+        raise ValidationFailed.field("url", "must not carry credentials")
+    return parts.scheme, parts.hostname
+
+
+async def resolve(host: str) -> list[str] | None:
+    """Addresses of ``host`` (None when it does not resolve)."""
+    try:
+        infos = await asyncio.wait_for(
+            asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM), 5
+        )
+    except (OSError, TimeoutError, UnicodeError):
+        return None
+    return sorted({info[4][0] for info in infos})
+
+
+async def check_registration(url: str, policy: Policy) -> None:
+    scheme, host = parse(url)
+    if _own_hooks(url, policy.own_public_url):
+        return
+    own_host = urlsplit(policy.own_public_url).netloc
+    if urlsplit(url).netloc == own_host:
+        raise ValidationFailed.field(
+            "url", "URL rejected: only /hooks/ is allowed on signbot's own URL"
+        )
+    if policy.allow_private:
+        return
+    addresses = [host] if _is_ip(host) else await resolve(host)
+    if addresses and any(is_blocked(a) for a in addresses):
+        raise ValidationFailed(REJECTED, [FieldError("url", REJECTED)])
+    if policy.require_https and scheme != "https":
+        raise ValidationFailed.field("url", "live webhooks must use https://")
+
+
+async def check_delivery(url: str, policy: Policy) -> str | None:
+    """Why a delivery to ``url`` must not be attempted now, or None when it may go."""
+    if _own_hooks(url, policy.own_public_url) or policy.allow_private:
+        return None
+    try:
+        _, host = parse(url)
+    except ValidationFailed as exc:
+        return exc.message
+    addresses = [host] if _is_ip(host) else await resolve(host)
+    if addresses is None:
+        return f"could not resolve {host}"
+    if any(is_blocked(a) for a in addresses):
+        return REJECTED
+    return None
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
