@@ -12,10 +12,10 @@ from bot.accounts import service
 from bot.accounts.context import AuthContext
 from bot.accounts.models import Account, ApiKey
 from bot.accounts.schemas import CreateKeyIn, account_json, key_json, workspace_json
-from bot.web.auth import requires
+from bot.web.auth import AuthenticatedRoute, requires
 from bot.web.pagination import Page, page_params
 
-router = APIRouter(tags=["Account"])
+router = APIRouter(tags=["Account"], route_class=AuthenticatedRoute)
 
 
 @router.get("/account/me", summary="Get current account")

@@ -19,11 +19,11 @@ from bot.documents.pdf import prepare
 from bot.documents.upload import receive_upload
 from bot.ids import new_id
 from bot.timeutil import iso
-from bot.web.auth import requires
+from bot.web.auth import AuthenticatedRoute, requires
 from bot.web.pagination import Page, page_params
 from bot.web.responses import idempotent
 
-router = APIRouter(tags=["Documents"])
+router = APIRouter(tags=["Documents"], route_class=AuthenticatedRoute)
 
 
 def document_json(doc: Document) -> dict[str, Any]:

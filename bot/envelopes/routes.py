@@ -27,11 +27,11 @@ from bot.envelopes.schemas import (
     VoidIn,
 )
 from bot.errors import Conflict, FieldError, PayloadTooLarge, ValidationFailed
-from bot.web.auth import requires
+from bot.web.auth import AuthenticatedRoute, requires
 from bot.web.pagination import Page, page_params
 from bot.web.responses import idempotent
 
-router = APIRouter(tags=["Envelopes"])
+router = APIRouter(tags=["Envelopes"], route_class=AuthenticatedRoute)
 
 StatusFilter = Literal[
     "DRAFT",

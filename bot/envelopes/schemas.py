@@ -7,6 +7,7 @@ Certyneo's clients (Power Automate, n8n) send extra ones.
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import datetime
 from enum import StrEnum
@@ -75,7 +76,11 @@ UNSUPPORTED_FIELD_TYPES = {FieldType.ATTACHMENT, FieldType.STAMP, FieldType.DRAW
 
 class _In(BaseModel):
     model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="ignore", str_strip_whitespace=True
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="ignore",
+        str_strip_whitespace=True,
+        allow_inf_nan=False,
     )
 
 
@@ -224,9 +229,12 @@ class _EnvelopeBody(_In):
             return None
         if len(value) > 50:
             raise ValueError("at most 50 keys")
-        import json
 
-        if len(json.dumps(value, default=str)) > 16384:
+        try:
+            encoded = json.dumps(value, default=str, allow_nan=False)
+        except ValueError:
+            raise ValueError("numbers must be finite (no NaN or Infinity)") from None
+        if len(encoded) > 16384:
             raise ValueError("at most 16 KB of JSON")
         return value
 
