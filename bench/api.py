@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import inspect
 import io
 import json
 import math
@@ -60,7 +59,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
 sys.path.insert(0, str(BENCH_DIR))
 
-from baselines import READ_ID, SERVE_OPTIONS  # noqa: E402
+from baselines import READ_ID  # noqa: E402
 
 #: Requests we let one API key take during one phase (burst 200 + refill 100/min; margin).
 REQUESTS_PER_KEY = 150
@@ -172,22 +171,6 @@ def _wait_healthy(base: str, proc: subprocess.Popen[bytes], log_path: Path) -> N
                 return
         time.sleep(0.05)
     raise TimeoutError(f"{base} did not answer /healthz within {START_TIMEOUT} s")
-
-
-def check_serve_options() -> list[str]:
-    """Warnings when ``bot/cli.py``'s ``uvicorn.run`` no longer matches :data:`SERVE_OPTIONS`.
-
-    The baselines copy those options; a silent drift would make the comparison unfair."""
-    from bot import cli
-
-    source = inspect.getsource(cli.serve.callback)  # click wraps the function
-    call = source[source.index("uvicorn.run(") :]
-    found = dict(re.findall(r"(\w+)=([^,\n)]+)", call))
-    found = {k: v for k, v in found.items() if k not in ("host", "port")}
-    expected = {k: repr(v) for k, v in SERVE_OPTIONS.items()}
-    if found != expected:
-        return [f"bot/cli.py serves with {found}, baselines with {expected}: update baselines.py"]
-    return []
 
 
 # ------------------------------------------------------------------------------------ databases
@@ -713,7 +696,7 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="signbot-bench-"))
     gen = LoadGenerator(args, tmp)
     dbs = Databases(tmp, args.database_url)
-    warnings = check_serve_options()
+    warnings: list[str] = []
     if dropped:
         warnings.append(f"ignoring the caller's {', '.join(dropped)}: every server starts clean")
     print(

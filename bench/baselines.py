@@ -35,18 +35,14 @@ from fastapi import FastAPI, HTTPException
 from pydantic import BaseModel
 from sqlmodel import Field, Session, SQLModel, func, select
 
-from bot import logs
+from bot import cli, logs
 from bot.db import Database
 
 KINDS = ("hello", "read-sync", "read-async", "insert")
 DB_KINDS = ("read-sync", "read-async", "insert")
 
 #: The keyword arguments ``bot/cli.py`` passes to ``uvicorn.run`` besides app, host and port.
-SERVE_OPTIONS: dict[str, Any] = {
-    "log_config": None,
-    "proxy_headers": True,
-    "timeout_graceful_shutdown": 20,
-}
+SERVE_OPTIONS: dict[str, Any] = cli.SERVE_OPTIONS
 
 #: Rows seeded for the read baselines; ``READ_ID`` is the one every request reads.
 SEED_ROWS = 1000

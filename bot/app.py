@@ -6,6 +6,7 @@ token secret, public URL), built here from the one ``Settings`` object and nowhe
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -68,6 +69,7 @@ def create_app(
     if limiter is None and settings.rate_limit_enabled:
         limiter = build_limiter(settings.redis_url)
 
+    authenticator = Authenticator(db, limiter)
     token_secret = signing_secret(db, settings.secret_key)
     secret_box = SecretBox(token_secret, "webhook-secrets")
 
@@ -78,9 +80,12 @@ def create_app(
             worker = Worker(settings, db, secret_box)
             worker.start()
             app.state.worker = worker
+        flusher = asyncio.create_task(_flush_periodically(authenticator))
         try:
             yield
         finally:
+            flusher.cancel()
+            await authenticator.flush_last_used()
             if worker is not None:
                 await worker.stop()
             if limiter is not None:
@@ -99,7 +104,7 @@ def create_app(
     app.state.public_url = settings.effective_public_url
     app.state.storage = build_storage(settings.storage_url, settings.storage_root)
     app.state.limiter = limiter
-    app.state.authenticator = Authenticator(db, limiter)
+    app.state.authenticator = authenticator
     app.state.token_secret = token_secret
     app.state.secret_box = secret_box
 
@@ -124,6 +129,16 @@ def create_app(
     # base64 of the largest file, plus room for the JSON around it
     app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes * 4 // 3 + (1 << 20))
     return app
+
+
+async def _flush_periodically(authenticator: Authenticator, every: float = 5.0) -> None:
+    """Keys' ``lastUsedAt`` is gathered in memory and written every few seconds."""
+    while True:
+        await asyncio.sleep(every)
+        try:
+            await authenticator.flush_last_used()
+        except Exception:
+            log.exception("could not record API keys' last use")
 
 
 def _operations_router() -> APIRouter:

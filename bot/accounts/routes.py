@@ -67,6 +67,7 @@ async def list_keys(
     ctx: AuthContext = requires("keys:write"),
     page: Page = Depends(page_params),
 ) -> Any:
+    await request.app.state.authenticator.flush_last_used()  # show this replica's latest use
     rows, total = await request.app.state.db.run(
         lambda s: service.list_keys(
             s, ctx.account_id, ctx.environment, offset=page.offset, limit=page.limit

@@ -10,7 +10,9 @@ import re
 import secrets
 import string
 from dataclasses import dataclass
+from typing import Any
 
+from sqlalchemy import Connection, Row, bindparam
 from sqlmodel import Session, col, func, select
 
 from bot.accounts.models import Account, ApiKey, Workspace
@@ -225,6 +227,22 @@ def revoke_key(
         key.revoked_at = utcnow()
         session.add(key)
     return key
+
+
+#: What authentication needs of a key, as one prebuilt statement (compiled once, cached).
+KEY_BY_HASH = select(
+    ApiKey.id,
+    ApiKey.account_id,
+    ApiKey.environment,
+    ApiKey.scopes,
+    ApiKey.revoked_at,
+    ApiKey.last_used_at,
+).where(ApiKey.secret_hash == bindparam("secret_hash"))
+
+
+def find_key_row(connection: Connection, secret: str) -> Row[Any] | None:
+    """The key presented as ``secret`` (hot path: a Core read, no ORM)."""
+    return connection.execute(KEY_BY_HASH, {"secret_hash": hash_secret(secret)}).first()
 
 
 def find_key_by_secret(session: Session, secret: str) -> ApiKey | None:

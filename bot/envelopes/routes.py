@@ -178,8 +178,8 @@ async def list_envelopes(
 async def get_envelope(
     envelope_id: str, request: Request, ctx: AuthContext = requires("envelopes:read")
 ) -> Any:
-    agg = await request.app.state.db.run(lambda s: service.load(s, ctx, envelope_id))
-    return envelope_json(agg, None, request.app.state.public_url)
+    agg = await request.app.state.db.read(lambda c: service.read(c, ctx, envelope_id))
+    return JSONResponse(envelope_json(agg, None, request.app.state.public_url))
 
 
 @router.patch("/envelopes/{envelope_id}", summary="Update DRAFT envelope")

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 from collections import defaultdict
 from datetime import datetime
+from typing import Any
 
+from sqlalchemy import Connection, Row, bindparam
 from sqlalchemy import delete as sql_delete
 from sqlmodel import Session, col, func, select
 
 from bot.accounts.context import AuthContext
 from bot.accounts.models import Workspace
 from bot.accounts.service import default_workspace
+from bot.db import insert_rows, plain_row
 from bot.documents.models import Document
 from bot.envelopes import category as categories
 from bot.envelopes import lifecycle
@@ -81,6 +84,50 @@ def load(session: Session, ctx: AuthContext, envelope_id: str) -> EnvelopeAggreg
     return load_many(session, [_get_row(session, ctx, envelope_id)])[0]
 
 
+_ENVELOPES = Envelope.__table__  # type: ignore[attr-defined]
+#: ``GET /envelopes/{id}`` is the hottest read: prebuilt Core statements on one connection,
+#: rows handed to the presenter as they are (attribute access by column name), no ORM.
+_READ_ENVELOPE = select(*_ENVELOPES.c, _ENVELOPES.c.metadata.label("metadata_")).where(
+    _ENVELOPES.c.id == bindparam("id"),
+    _ENVELOPES.c.account_id == bindparam("account_id"),
+    _ENVELOPES.c.environment == bindparam("environment"),
+)
+_READ_RECIPIENTS = (
+    select(Recipient.__table__)  # type: ignore[attr-defined]
+    .where(col(Recipient.envelope_id) == bindparam("id"))
+    .order_by(col(Recipient.position))
+)
+_READ_DOCUMENTS = (
+    select(EnvelopeDocument.document_id)
+    .where(col(EnvelopeDocument.envelope_id) == bindparam("id"))
+    .order_by(col(EnvelopeDocument.position))
+)
+_READ_FIELDS = (
+    select(EnvelopeField.__table__)  # type: ignore[attr-defined]
+    .where(col(EnvelopeField.envelope_id) == bindparam("id"))
+    .order_by(col(EnvelopeField.position))
+)
+
+
+def read(connection: Connection, ctx: AuthContext, envelope_id: str) -> EnvelopeAggregate:
+    """A read-only aggregate for answers (not for changes: its members are rows)."""
+    envelope = None
+    if looks_like("envelope", envelope_id):
+        envelope = connection.execute(
+            _READ_ENVELOPE,
+            {"id": envelope_id, "account_id": ctx.account_id, "environment": ctx.environment},
+        ).first()
+    if envelope is None:
+        raise NotFound(f"Envelope {envelope_id[:60]} not found")
+    params = {"id": envelope_id}
+    return EnvelopeAggregate(
+        envelope,  # type: ignore[arg-type]
+        list(connection.execute(_READ_RECIPIENTS, params)),  # type: ignore[arg-type]
+        list(connection.execute(_READ_DOCUMENTS, params).scalars()),
+        list(connection.execute(_READ_FIELDS, params)),  # type: ignore[arg-type]
+    )
+
+
 def list_envelopes(
     session: Session, ctx: AuthContext, *, offset: int, limit: int, status: str | None
 ) -> tuple[list[EnvelopeAggregate], int]:
@@ -107,6 +154,16 @@ def access_tokens(secret: bytes, agg: EnvelopeAggregate) -> dict[str, str]:
 
 # ---------------------------------------------------------------- validation helpers
 
+# Prebuilt statements for the create path (compiled once; POST /envelopes is hot).
+_TENANT_DOCUMENTS = select(Document.id, Document.page_count).where(
+    col(Document.id).in_(bindparam("ids", expanding=True)),
+    Document.account_id == bindparam("account_id"),
+    Document.environment == bindparam("environment"),
+)
+_DEFAULT_WORKSPACE = select(Workspace.id).where(
+    Workspace.account_id == bindparam("account_id"), col(Workspace.is_default)
+)
+
 
 def _future(name: str, value: datetime | None, now: datetime) -> datetime | None:
     if value is None:
@@ -117,19 +174,12 @@ def _future(name: str, value: datetime | None, now: datetime) -> datetime | None
     return value
 
 
-def _documents(session: Session, ctx: AuthContext, ids: list[str]) -> list[Document]:
+def _documents(session: Session, ctx: AuthContext, ids: list[str]) -> list[Row[Any]]:
+    """The tenant's documents by id, in the given order (id and page count are all we need)."""
     errors: list[FieldError] = []
     seen: set[str] = set()
-    found = {
-        d.id: d
-        for d in session.exec(
-            select(Document).where(
-                col(Document.id).in_(ids),
-                Document.account_id == ctx.account_id,
-                Document.environment == ctx.environment,
-            )
-        )
-    }
+    params = {"ids": ids, "account_id": ctx.account_id, "environment": ctx.environment}
+    found = {d.id: d for d in session.execute(_TENANT_DOCUMENTS, params)}
     for i, doc_id in enumerate(ids):
         if doc_id in seen:
             errors.append(FieldError(f"documentIds.{i}", f"{doc_id} is listed twice"))
@@ -152,7 +202,7 @@ def _check_recipients(recipients: list[RecipientIn]) -> None:
 
 
 def _check_fields(
-    fields: list[FieldIn], recipients: list[RecipientIn], documents: list[Document]
+    fields: list[FieldIn], recipients: list[RecipientIn], documents: list[Row[Any]]
 ) -> None:
     emails = {r.email.lower() for r in recipients}
     for i, f in enumerate(fields):
@@ -175,7 +225,8 @@ def _check_fields(
 
 def _workspace(session: Session, ctx: AuthContext, workspace_id: str | None) -> str:
     if not workspace_id:
-        return default_workspace(session, ctx.account_id).id
+        found = session.execute(_DEFAULT_WORKSPACE, {"account_id": ctx.account_id}).scalar()
+        return found or default_workspace(session, ctx.account_id).id
     workspace = session.get(Workspace, workspace_id)
     if workspace is None or workspace.account_id != ctx.account_id:
         raise ValidationFailed.field("workspaceId", f"no workspace {workspace_id[:60]}")
@@ -191,8 +242,11 @@ def _write_recipients(
     recipients: list[RecipientIn],
     requested_order: lifecycle.SigningOrder | None,
     secret: bytes,
+    *,
+    replace: bool = True,
 ) -> list[Recipient]:
-    session.exec(sql_delete(Recipient).where(col(Recipient.envelope_id) == envelope.id))  # type: ignore[call-overload]
+    if replace:
+        session.exec(sql_delete(Recipient).where(col(Recipient.envelope_id) == envelope.id))  # type: ignore[call-overload]
     given = [r.order for r in recipients]
     order = lifecycle.resolve_signing_order(requested_order, given)
     routing = lifecycle.routing_orders(order, given)
@@ -200,7 +254,8 @@ def _write_recipients(
     rows = []
     for i, (r, route) in enumerate(zip(recipients, routing, strict=True)):
         rid = new_id("recipient")
-        row = Recipient(
+        row = plain_row(
+            Recipient,
             id=rid,
             envelope_id=envelope.id,
             position=i,
@@ -213,27 +268,43 @@ def _write_recipients(
             authentication=r.authentication if r.authentication != "NONE" else None,
             token_hash=tokens.lookup_hash(tokens.derive(secret, rid, 1)),
         )
-        session.add(row)
         rows.append(row)
-    return rows
+    return rows  # written by the caller once the envelope row exists
 
 
-def _write_documents(session: Session, envelope: Envelope, documents: list[Document]) -> None:
-    session.exec(  # type: ignore[call-overload]
-        sql_delete(EnvelopeDocument).where(col(EnvelopeDocument.envelope_id) == envelope.id)
+def _write_documents(
+    session: Session, envelope: Envelope, documents: list[Row[Any]], *, replace: bool = True
+) -> None:
+    if replace:
+        session.exec(  # type: ignore[call-overload]
+            sql_delete(EnvelopeDocument).where(col(EnvelopeDocument.envelope_id) == envelope.id)
+        )
+    insert_rows(
+        session,
+        EnvelopeDocument,
+        [
+            plain_row(EnvelopeDocument, envelope_id=envelope.id, position=i, document_id=doc.id)
+            for i, doc in enumerate(documents)
+        ],
     )
-    for i, doc in enumerate(documents):
-        session.add(EnvelopeDocument(envelope_id=envelope.id, position=i, document_id=doc.id))
 
 
 def _write_fields(
-    session: Session, envelope: Envelope, fields: list[FieldIn], recipients: list[Recipient]
-) -> None:
-    session.exec(sql_delete(EnvelopeField).where(col(EnvelopeField.envelope_id) == envelope.id))  # type: ignore[call-overload]
+    session: Session,
+    envelope: Envelope,
+    fields: list[FieldIn],
+    recipients: list[Recipient],
+    *,
+    replace: bool = True,
+) -> list[EnvelopeField]:
+    if replace:
+        session.exec(sql_delete(EnvelopeField).where(col(EnvelopeField.envelope_id) == envelope.id))  # type: ignore[call-overload]
     by_email = {r.email.lower(): r.id for r in recipients}
+    rows = []
     for i, f in enumerate(fields):
-        session.add(
-            EnvelopeField(
+        rows.append(
+            plain_row(
+                EnvelopeField,
                 id=new_id("field"),
                 envelope_id=envelope.id,
                 recipient_id=by_email[f.recipient_email.lower()],
@@ -253,6 +324,8 @@ def _write_fields(
                 options=list(f.options),
             )
         )
+    insert_rows(session, EnvelopeField, rows)
+    return rows
 
 
 # ---------------------------------------------------------------- use cases
@@ -281,7 +354,8 @@ def create(
     _check_recipients(recipients_in)
     fields_in = body.fields or []
     _check_fields(fields_in, recipients_in, documents)
-    envelope = Envelope(
+    envelope = plain_row(
+        Envelope,
         id=new_id("envelope"),
         account_id=ctx.account_id,
         environment=ctx.environment,
@@ -300,12 +374,13 @@ def create(
         created_at=now,
         updated_at=now,
     )
-    session.add(envelope)
-    session.flush()
-    _write_documents(session, envelope, documents)
-    recipients = _write_recipients(session, envelope, recipients_in, body.signing_order, secret)
-    _write_fields(session, envelope, fields_in, recipients)
-    session.flush()
+    recipients = _write_recipients(
+        session, envelope, recipients_in, body.signing_order, secret, replace=False
+    )
+    insert_rows(session, Envelope, [envelope])
+    _write_documents(session, envelope, documents, replace=False)
+    insert_rows(session, Recipient, recipients)
+    fields = _write_fields(session, envelope, fields_in, recipients, replace=False)
     emit(
         session,
         account_id=ctx.account_id,
@@ -314,19 +389,7 @@ def create(
         envelope_id=envelope.id,
         data=envelope_data(envelope, recipients),
     )
-    return EnvelopeAggregate(
-        envelope, recipients, [d.id for d in documents], _fields(session, envelope.id)
-    )
-
-
-def _fields(session: Session, envelope_id: str) -> list[EnvelopeField]:
-    return list(
-        session.exec(
-            select(EnvelopeField)
-            .where(EnvelopeField.envelope_id == envelope_id)
-            .order_by(col(EnvelopeField.position))
-        )
-    )
+    return EnvelopeAggregate(envelope, recipients, [d.id for d in documents], fields)
 
 
 def update(
@@ -428,7 +491,7 @@ def update(
     if "recipients" in given or "signing_order" in given:
         requested = body.signing_order if "signing_order" in given else None
         recipients = _write_recipients(session, envelope, recipients_in, requested, secret)
-        session.flush()
+        insert_rows(session, Recipient, recipients)
         _write_fields(session, envelope, fields_in, recipients)
     elif "fields" in given:
         _write_fields(session, envelope, fields_in, agg.recipients)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 from sqlmodel import Session
 
+from bot.db import insert_rows, plain_row
 from bot.ids import new_id
 from bot.jobs.models import OutboxEvent
 from bot.timeutil import utcnow
@@ -19,9 +21,10 @@ def emit(
     event: str,
     envelope_id: str | None,
     data: dict[str, Any],
-) -> OutboxEvent:
+) -> SimpleNamespace:
     """Record ``event`` in the caller's transaction; it is delivered only if that commits."""
-    row = OutboxEvent(
+    row = plain_row(
+        OutboxEvent,
         id=new_id("event"),
         account_id=account_id,
         environment=environment,
@@ -30,5 +33,5 @@ def emit(
         data=data,
         occurred_at=utcnow(),
     )
-    session.add(row)
+    insert_rows(session, OutboxEvent, [row])
     return row
