@@ -110,3 +110,47 @@ def test_readme_node(served: tuple[str, str, Path]) -> None:
     script = work / "quickstart.mjs"
     script.write_text(quickstart_blocks()["javascript"].replace(README_HOST, base))
     _check_sent(base, key, _run(["node", str(script)], work, key))
+
+
+def _readme_section_blocks(heading: str) -> dict[str, str]:
+    section = README.split(f"## {heading}", 1)[1].split("\n## ", 1)[0]
+    return {lang: body for lang, body in re.findall(r"```(\w+)\n(.*?)```", section, flags=re.S)}
+
+
+def _signed_delivery() -> tuple[str, bytes, str]:
+    from bot.webhooks.signature import certyneo_signature, generate_secret
+
+    secret = generate_secret()
+    body = b'{"id":"evt_1","event":"envelope.completed","data":{"envelopeId":"env_1"}}'
+    return secret, body, certyneo_signature(secret, body)
+
+
+def test_readme_webhook_verification_python() -> None:
+    secret, body, signature = _signed_delivery()
+    namespace: dict[str, object] = {}
+    exec(_readme_section_blocks("Webhooks")["python"], namespace)
+    verify = namespace["verify_certyneo"]
+    assert verify(secret, body, signature) is True  # type: ignore[operator]
+    assert verify(secret, body + b" ", signature) is False  # type: ignore[operator]
+    assert verify(secret[:-2] + "AA", body, signature) is False  # type: ignore[operator]
+
+
+@pytest.mark.skipif(_node_major() < 20, reason="needs Node.js 20 or newer")
+def test_readme_webhook_verification_node(tmp_path: Path) -> None:
+    secret, body, signature = _signed_delivery()
+    (tmp_path / "verify.mjs").write_text(_readme_section_blocks("Webhooks")["javascript"])
+    (tmp_path / "check.mjs").write_text(
+        'import { verifyCertyneo } from "./verify.mjs";\n'
+        "const [secret, body, sig] = process.argv.slice(2);\n"
+        "console.log(verifyCertyneo(secret, Buffer.from(body), sig),"
+        " verifyCertyneo(secret, Buffer.from(body + ' '), sig),"
+        " verifyCertyneo(secret, Buffer.from(body), 'short'));\n"
+    )
+    out = subprocess.run(
+        ["node", "check.mjs", secret, body.decode(), signature],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.split() == ["true", "false", "false"]
