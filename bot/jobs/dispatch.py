@@ -7,6 +7,7 @@ dispatched — one transaction, so an event is fanned out exactly once even with
 
 from __future__ import annotations
 
+from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from bot.jobs.models import OutboxEvent
@@ -17,8 +18,13 @@ BATCH = 200
 
 
 def dispatch(session: Session, limit: int = BATCH) -> int:
-    """Fan out up to ``limit`` pending events; returns how many were dispatched."""
-    events = list(
+    """Fan out up to ``limit`` pending events; returns how many this worker dispatched.
+
+    Each event is taken by a conditional write (``dispatched_at`` still empty) before it is
+    fanned out, so two workers never both fan it out — on PostgreSQL (rows locked, others
+    skipped) and on SQLite (the first write takes the database lock for the transaction).
+    """
+    candidates = list(
         session.exec(
             select(OutboxEvent)
             .where(col(OutboxEvent.dispatched_at).is_(None))
@@ -28,8 +34,15 @@ def dispatch(session: Session, limit: int = BATCH) -> int:
         )
     )
     now = utcnow()
-    for event in events:
-        fan_out(session, event)
-        event.dispatched_at = now
-        session.add(event)
-    return len(events)
+    taken = 0
+    for event in candidates:
+        result = session.exec(  # type: ignore[call-overload]
+            update(OutboxEvent)
+            .where(col(OutboxEvent.id) == event.id, col(OutboxEvent.dispatched_at).is_(None))
+            .values(dispatched_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        if result.rowcount == 1:
+            fan_out(session, event)
+            taken += 1
+    return taken

@@ -48,6 +48,8 @@ class Work:
     msg_id: str
     body: bytes
     endpoint_id: str
+    claim: str | None
+    """The lease this attempt runs under; its result is written only while it holds."""
 
 
 @dataclass(frozen=True)
@@ -59,32 +61,32 @@ class Outcome:
     duration_ms: int
 
 
-def claim(session: Session, token: str, limit: int = BATCH) -> list[str]:
-    """Lease up to ``limit`` due deliveries to the claimer ``token``; returns their ids."""
+def claim(session: Session, token: str, lease: timedelta = LEASE, limit: int = BATCH) -> list[str]:
+    """Lease up to ``limit`` due deliveries to the claimer ``token``; returns their ids.
+
+    One conditional UPDATE takes the rows (its WHERE re-checks that they are still due), so
+    concurrent claimers never share a row: PostgreSQL skips rows another claimer has locked,
+    SQLite lets one writer in at a time."""
     now = utcnow()
-    due = (
+    due = or_(
+        (col(WebhookDelivery.status) == "pending") & (col(WebhookDelivery.next_attempt_at) <= now),
+        (col(WebhookDelivery.status) == "delivering") & (col(WebhookDelivery.locked_until) < now),
+    )
+    pick = (
         select(WebhookDelivery.id)
-        .where(
-            or_(
-                (col(WebhookDelivery.status) == "pending")
-                & (col(WebhookDelivery.next_attempt_at) <= now),
-                (col(WebhookDelivery.status) == "delivering")
-                & (col(WebhookDelivery.locked_until) < now),
-            )
-        )
+        .where(due)
         .order_by(col(WebhookDelivery.next_attempt_at))
         .limit(limit)
         .with_for_update(skip_locked=True)
+        .scalar_subquery()
     )
-    ids = list(session.exec(due))
-    if not ids:
-        return []
     session.exec(  # type: ignore[call-overload]
         update(WebhookDelivery)
-        .where(col(WebhookDelivery.id).in_(ids))
-        .values(status="delivering", locked_until=now + LEASE, claim=token)
+        .where(col(WebhookDelivery.id).in_(pick), due)
+        .values(status="delivering", locked_until=now + lease, claim=token)
+        .execution_options(synchronize_session=False)
     )
-    return ids
+    return list(session.exec(select(WebhookDelivery.id).where(WebhookDelivery.claim == token)))
 
 
 def prepare(session: Session, box: SecretBox, ids: list[str]) -> list[Work]:
@@ -108,6 +110,7 @@ def prepare(session: Session, box: SecretBox, ids: list[str]) -> list[Work]:
                 msg_id=event.id,
                 body=payload.encode(event),
                 endpoint_id=endpoint.id,
+                claim=delivery.claim,
             )
         )
     return out
@@ -145,8 +148,8 @@ def record(session: Session, item: Work, outcome: Outcome, base_seconds: float) 
     """Write the attempt's result: delivered, another try scheduled, or given up."""
     now = utcnow()
     delivery = session.get(WebhookDelivery, item.delivery_id)
-    if delivery is None:
-        return
+    if delivery is None or delivery.claim != item.claim:
+        return  # the lease ran out and another worker owns the row now
     endpoint = session.get(WebhookEndpoint, item.endpoint_id)
     session.add(
         WebhookAttempt(
@@ -213,13 +216,15 @@ class Deliverer:
             follow_redirects=False, limits=httpx.Limits(max_connections=CONCURRENCY * 2)
         )
         self._claims: set[str] = set()
+        # Long enough for a whole pass of timeouts, so a live worker never loses its rows.
+        self.lease = timedelta(seconds=timeout * -(-BATCH // CONCURRENCY) + 30)
 
     async def run_once(self) -> int:
         """One pass: claim, send concurrently, record. Returns the number of attempts made."""
         token = secrets.token_hex(8)
         self._claims.add(token)
         try:
-            ids = await self.db.run(lambda s: claim(s, token))
+            ids = await self.db.run(lambda s: claim(s, token, self.lease))
             if not ids:
                 return 0
             items = await self.db.run(lambda s: prepare(s, self.box, ids))

@@ -11,7 +11,6 @@ from fastapi.responses import JSONResponse
 from bot.accounts.context import AuthContext
 from bot.web.auth import AuthenticatedRoute, requires
 from bot.web.pagination import Page, page_params
-from bot.web.responses import idempotent
 from bot.webhooks import service, ssrf
 from bot.webhooks.schemas import CreateWebhookIn, UpdateWebhookIn, delivery_json, endpoint_json
 
@@ -35,15 +34,13 @@ async def create_webhook(
     await ssrf.check_registration(body.url, _policy(request, ctx))
     box = request.app.state.secret_box
 
-    async def handler() -> tuple[int, dict[str, Any]]:
-        endpoint, secret = await request.app.state.db.run(
-            lambda s: service.create(
-                s, ctx, box, url=body.url, events=body.events, description=body.description
-            )
+    # No Idempotency-Key replay here: it would keep the answer, and so the secret, in clear.
+    endpoint, secret = await request.app.state.db.run(
+        lambda s: service.create(
+            s, ctx, box, url=body.url, events=body.events, description=body.description
         )
-        return 201, endpoint_json(endpoint, secret)
-
-    return await idempotent(request, ctx, handler)
+    )
+    return JSONResponse(endpoint_json(endpoint, secret), status_code=201)
 
 
 @router.get("/webhooks", summary="List webhooks")

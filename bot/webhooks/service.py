@@ -165,6 +165,9 @@ def fan_out(session: Session, event: OutboxEvent) -> int:
             WebhookEndpoint.account_id == event.account_id,
             WebhookEndpoint.environment == event.environment,
             WebhookEndpoint.is_active,
+            # an endpoint hears of what happened after it was registered, however late the
+            # worker gets to the event
+            col(WebhookEndpoint.created_at) <= event.occurred_at,
         )
     )
     count = 0

@@ -12,7 +12,7 @@ import asyncio
 import ipaddress
 import socket
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from bot.errors import FieldError, ValidationFailed
 
@@ -49,7 +49,21 @@ class Policy:
 
 
 def _own_hooks(url: str, own: str) -> bool:
-    return url.startswith(own.rstrip("/") + "/hooks/")
+    """Whether ``url`` is the bot's own ``{PUBLIC_URL}/hooks/…`` route, compared part by part
+    on the parsed URL: dot segments (``/hooks/../api``), encoded or not, never qualify."""
+    try:
+        target, base = urlsplit(url), urlsplit(own)
+        same_origin = (target.scheme, target.hostname, target.port) == (
+            base.scheme,
+            base.hostname,
+            base.port,
+        )
+    except ValueError:
+        return False
+    path = unquote(target.path)
+    if not same_origin or any(seg in (".", "..") for seg in path.split("/")) or "\\" in path:
+        return False
+    return path.startswith(base.path.rstrip("/") + "/hooks/")
 
 
 def parse(url: str) -> tuple[str, str]:
