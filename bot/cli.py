@@ -254,32 +254,32 @@ def db_group() -> None:
     """Schema migrations (serve and every command upgrade on their own)."""
 
 
-@db_group.command("upgrade")
-@click.argument("revision", default="head")
-def db_upgrade(revision: str) -> None:
-    from bot import migrations
-
+def _migrate(step: Callable[[Database], None], revision: str) -> None:
     settings = _settings()
     db = Database(settings.effective_database_url)
     problem = check_reachable(db)
     if problem:
         raise click.ClickException(f"cannot reach the database: {problem}")
-    migrations.upgrade(db, revision)
+    step(db)
     click.echo(f"database at {revision}")
+
+
+@db_group.command("upgrade")
+@click.argument("revision", default="head")
+def db_upgrade(revision: str) -> None:
+    """Upgrade the schema (to the newest revision by default)."""
+    from bot import migrations
+
+    _migrate(lambda db: migrations.upgrade(db, revision), revision)
 
 
 @db_group.command("downgrade")
 @click.argument("revision")
 def db_downgrade(revision: str) -> None:
+    """Downgrade the schema to REVISION (``base`` empties the database)."""
     from bot import migrations
 
-    settings = _settings()
-    db = Database(settings.effective_database_url)
-    problem = check_reachable(db)
-    if problem:
-        raise click.ClickException(f"cannot reach the database: {problem}")
-    migrations.downgrade(db, revision)
-    click.echo(f"database at {revision}")
+    _migrate(lambda db: migrations.downgrade(db, revision), revision)
 
 
 if __name__ == "__main__":  # pragma: no cover

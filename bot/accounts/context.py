@@ -3,6 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+from sqlmodel import Session
+
+from bot.errors import NotFound
+from bot.ids import looks_like
+
+
+class _Owned(Protocol):
+    account_id: str
+    environment: str
+
+
+OwnedT = TypeVar("OwnedT", bound=_Owned)
 
 
 @dataclass(frozen=True)
@@ -18,3 +32,14 @@ class AuthContext:
     @property
     def is_test(self) -> bool:
         return self.environment == "test"
+
+
+def get_owned(
+    session: Session, model: type[OwnedT], kind: str, ctx: AuthContext, object_id: str
+) -> OwnedT:
+    """The tenant's object ``object_id`` of ``model``; anything else — malformed, absent, another
+    account's or the other environment's — is the same 404, so ids leak nothing."""
+    found: Any = session.get(model, object_id) if looks_like(kind, object_id) else None
+    if found is None or found.account_id != ctx.account_id or found.environment != ctx.environment:
+        raise NotFound(f"{kind.capitalize()} {object_id[:60]} not found")
+    return found  # type: ignore[no-any-return]

@@ -8,8 +8,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from bot.accounts.models import Account, ApiKey, Workspace
-from bot.envelopes.schemas import Line
 from bot.timeutil import iso
+from bot.validation import Line
 
 
 class CreateKeyIn(BaseModel):

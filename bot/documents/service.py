@@ -8,11 +8,10 @@ from pathlib import Path
 
 from sqlmodel import Session, col, func, select
 
-from bot.accounts.context import AuthContext
+from bot.accounts.context import AuthContext, get_owned
 from bot.documents.models import Document
 from bot.envelopes.models import Envelope, EnvelopeDocument
-from bot.errors import Conflict, NotFound, ValidationFailed
-from bot.ids import looks_like
+from bot.errors import Conflict, ValidationFailed
 from bot.timeutil import utcnow
 
 
@@ -73,14 +72,7 @@ def record(session: Session, ctx: AuthContext, item: Ingested) -> Document:
 
 
 def get(session: Session, ctx: AuthContext, document_id: str) -> Document:
-    document = session.get(Document, document_id) if looks_like("document", document_id) else None
-    if (
-        document is None
-        or document.account_id != ctx.account_id
-        or document.environment != ctx.environment
-    ):
-        raise NotFound(f"Document {document_id[:60]} not found")
-    return document
+    return get_owned(session, Document, "document", ctx, document_id)
 
 
 def list_documents(

@@ -268,5 +268,3 @@ async def audit_trail(
         )
     raise _not_ready(agg, "audit trail", True)
 
-
-__all__ = ["JSONResponse", "router"]

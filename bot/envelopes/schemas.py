@@ -13,9 +13,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from email_validator import EmailNotValidError, validate_email
 from pydantic import (
-    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -28,32 +26,12 @@ from bot import locales
 from bot.envelopes.category import CATEGORIES
 from bot.envelopes.lifecycle import Role, SigningOrder
 from bot.timeutil import to_utc
+from bot.validation import Line, Text, check_email
 
 MAX_RECIPIENTS = 100
 MAX_DOCUMENTS = 20
 MAX_FIELDS = 500
 _PHONE = re.compile(r"^\+[1-9][0-9]{6,14}$")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_CONTROL_IN_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-
-
-def _no_control(value: str) -> str:
-    """One-line members (names, subjects, ids) refuse control characters: NUL breaks
-    PostgreSQL text, CR/LF would inject headers into the emails these values reach."""
-    if _CONTROL.search(value):
-        raise ValueError("must not contain control characters")
-    return value
-
-
-def _no_control_in_text(value: str) -> str:
-    """Multi-line text keeps tabs and line breaks, and refuses every other control character."""
-    if _CONTROL_IN_TEXT.search(value):
-        raise ValueError("must not contain control characters")
-    return value
-
-
-Line = Annotated[str, AfterValidator(_no_control)]
-Text = Annotated[str, AfterValidator(_no_control_in_text)]
 
 Category = StrEnum("Category", {c: c for c in CATEGORIES})  # type: ignore[misc]
 
@@ -82,15 +60,6 @@ class _In(BaseModel):
         str_strip_whitespace=True,
         allow_inf_nan=False,
     )
-
-
-def check_email(value: str) -> str:
-    if len(value) > 320:
-        raise ValueError("is too long")
-    try:
-        return validate_email(value, check_deliverability=False).normalized
-    except EmailNotValidError as exc:
-        raise ValueError(f"is not a valid email address ({exc})") from None
 
 
 class RecipientIn(_In):

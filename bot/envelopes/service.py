@@ -15,7 +15,7 @@ from sqlalchemy import Connection, Row, bindparam
 from sqlalchemy import delete as sql_delete
 from sqlmodel import Session, col, func, select
 
-from bot.accounts.context import AuthContext
+from bot.accounts.context import AuthContext, get_owned
 from bot.accounts.models import Workspace
 from bot.accounts.service import default_workspace
 from bot.db import insert_rows, plain_row
@@ -39,14 +39,7 @@ STATUSES = tuple(s.value for s in lifecycle.EnvelopeStatus)
 
 
 def _get_row(session: Session, ctx: AuthContext, envelope_id: str) -> Envelope:
-    envelope = session.get(Envelope, envelope_id) if looks_like("envelope", envelope_id) else None
-    if (
-        envelope is None
-        or envelope.account_id != ctx.account_id
-        or envelope.environment != ctx.environment
-    ):
-        raise NotFound(f"Envelope {envelope_id[:60]} not found")
-    return envelope
+    return get_owned(session, Envelope, "envelope", ctx, envelope_id)
 
 
 def load_many(session: Session, envelopes: list[Envelope]) -> list[EnvelopeAggregate]:

@@ -7,8 +7,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
-from bot.envelopes.schemas import Line
 from bot.timeutil import iso
+from bot.validation import Line
 from bot.webhooks.models import WebhookDelivery, WebhookEndpoint
 
 EVENTS = (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlmodel import Session, col, func, select
 
-from bot.accounts.context import AuthContext
+from bot.accounts.context import AuthContext, get_owned
 from bot.errors import NotFound, ValidationFailed
 from bot.ids import looks_like, new_id
 from bot.jobs.models import OutboxEvent
@@ -18,16 +18,7 @@ MAX_ENDPOINTS_PER_TENANT = 50
 
 
 def get(session: Session, ctx: AuthContext, webhook_id: str) -> WebhookEndpoint:
-    endpoint = (
-        session.get(WebhookEndpoint, webhook_id) if looks_like("webhook", webhook_id) else None
-    )
-    if (
-        endpoint is None
-        or endpoint.account_id != ctx.account_id
-        or endpoint.environment != ctx.environment
-    ):
-        raise NotFound(f"Webhook {webhook_id[:60]} not found")
-    return endpoint
+    return get_owned(session, WebhookEndpoint, "webhook", ctx, webhook_id)
 
 
 def create(
