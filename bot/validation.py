@@ -6,6 +6,7 @@ One place, so a name, a subject, a tag or a webhook description all refuse the s
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Annotated
 
 from email_validator import EmailNotValidError, validate_email
@@ -34,7 +35,10 @@ Line = Annotated[str, AfterValidator(_no_control)]
 Text = Annotated[str, AfterValidator(_no_control_in_text)]
 
 
+@lru_cache(maxsize=4096)
 def check_email(value: str) -> str:
+    """The normalized address, or a ValueError saying why it is not one. Cached: the same
+    recipients come back again and again, and the validator costs ~0.1 ms a call."""
     if len(value) > 320:
         raise ValueError("is too long")
     try:

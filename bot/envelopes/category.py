@@ -59,10 +59,16 @@ _KEYWORDS: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 
 
+#: One compiled pattern per category: a keyword counts at the start of a word.
+_PATTERNS = tuple(
+    (category, re.compile("|".join(rf"(?<!\w){re.escape(w)}" for w in words)))
+    for category, words in _KEYWORDS
+)
+
+
 def infer(subject: str) -> str:
     text = subject.lower()
-    for category, words in _KEYWORDS:
-        for word in words:
-            if re.search(rf"(?<![\w]){re.escape(word)}", text):
-                return category
+    for category, pattern in _PATTERNS:
+        if pattern.search(text):
+            return category
     return "OTHER"
