@@ -31,3 +31,5 @@ def configure(level: str = "info") -> None:
         logging.getLogger(name).addFilter(RedactTokens())
     # Alembic narrates its plugin set-up at INFO on every start; only its warnings matter.
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    # httpx logs every webhook POST at INFO; our own delivery log says what matters.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
