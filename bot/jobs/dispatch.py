@@ -18,11 +18,13 @@ BATCH = 200
 
 
 def dispatch(session: Session, limit: int = BATCH) -> int:
-    """Fan out up to ``limit`` pending events; returns how many this worker dispatched.
+    """Fan out up to ``limit`` pending events; returns how many this worker took.
 
-    Each event is taken by a conditional write (``dispatched_at`` still empty) before it is
-    fanned out, so two workers never both fan it out — on PostgreSQL (rows locked, others
-    skipped) and on SQLite (the first write takes the database lock for the transaction).
+    The batch is taken by one conditional write (``dispatched_at`` still empty, RETURNING
+    what it set) before it is fanned out, so two workers never both fan an event out — on
+    PostgreSQL (rows locked, others skipped) and on SQLite (the write takes the database
+    lock for the transaction). It runs on the worker's loop beside the API, so it must stay
+    cheap: a handful of statements per batch, whatever its size.
     """
     candidates = list(
         session.exec(
@@ -33,16 +35,19 @@ def dispatch(session: Session, limit: int = BATCH) -> int:
             .with_for_update(skip_locked=True)
         )
     )
-    now = utcnow()
-    taken = 0
-    for event in candidates:
-        result = session.exec(  # type: ignore[call-overload]
+    if not candidates:
+        return 0
+    taken = set(
+        session.exec(  # type: ignore[call-overload]
             update(OutboxEvent)
-            .where(col(OutboxEvent.id) == event.id, col(OutboxEvent.dispatched_at).is_(None))
-            .values(dispatched_at=now)
+            .where(
+                col(OutboxEvent.id).in_([e.id for e in candidates]),
+                col(OutboxEvent.dispatched_at).is_(None),
+            )
+            .values(dispatched_at=utcnow())
+            .returning(col(OutboxEvent.id))
             .execution_options(synchronize_session=False)
-        )
-        if result.rowcount == 1:
-            fan_out(session, event)
-            taken += 1
-    return taken
+        ).scalars()
+    )
+    fan_out(session, [e for e in candidates if e.id in taken])
+    return len(taken)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from sqlmodel import Session, col, func, select
 
 from bot.accounts.context import AuthContext, get_owned
+from bot.db import insert_rows, plain_row
 from bot.errors import NotFound, ValidationFailed
 from bot.ids import looks_like, new_id
 from bot.jobs.models import OutboxEvent
@@ -149,31 +152,39 @@ def redeliver(
     return again
 
 
-def fan_out(session: Session, event: OutboxEvent) -> int:
-    """Create one delivery per active endpoint of the event's tenant subscribed to it."""
-    endpoints = session.exec(
-        select(WebhookEndpoint).where(
-            WebhookEndpoint.account_id == event.account_id,
-            WebhookEndpoint.environment == event.environment,
-            WebhookEndpoint.is_active,
-            # an endpoint hears of what happened after it was registered, however late the
-            # worker gets to the event
-            col(WebhookEndpoint.created_at) <= event.occurred_at,
-        )
-    )
-    count = 0
+def fan_out(session: Session, events: Sequence[OutboxEvent]) -> int:
+    """One delivery per active endpoint of each event's tenant subscribed to it, for a batch
+    of events: each tenant's endpoints are read once and the deliveries written in one go.
+
+    An endpoint hears only of what happened after it was registered, however late the worker
+    gets to the event."""
+    by_tenant: dict[tuple[str, str], list[WebhookEndpoint]] = {}
+    rows = []
     now = utcnow()
-    for endpoint in endpoints:
-        if event.event in endpoint.events:
-            session.add(
-                WebhookDelivery(
-                    id=new_id("delivery"),
-                    endpoint_id=endpoint.id,
-                    event_id=event.id,
-                    event=event.event,
-                    next_attempt_at=now,
-                    created_at=now,
+    for event in events:
+        tenant = (event.account_id, event.environment)
+        if tenant not in by_tenant:
+            by_tenant[tenant] = list(
+                session.exec(
+                    select(WebhookEndpoint).where(
+                        WebhookEndpoint.account_id == event.account_id,
+                        WebhookEndpoint.environment == event.environment,
+                        col(WebhookEndpoint.is_active),
+                    )
                 )
             )
-            count += 1
-    return count
+        for endpoint in by_tenant[tenant]:
+            if event.event in endpoint.events and endpoint.created_at <= event.occurred_at:
+                rows.append(
+                    plain_row(
+                        WebhookDelivery,
+                        id=new_id("delivery"),
+                        endpoint_id=endpoint.id,
+                        event_id=event.id,
+                        event=event.event,
+                        next_attempt_at=now,
+                        created_at=now,
+                    )
+                )
+    insert_rows(session, WebhookDelivery, rows)
+    return len(rows)
