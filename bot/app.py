@@ -109,8 +109,9 @@ def create_app(
     app.state.secret_box = secret_box
 
     api = APIRouter(prefix=API_PREFIX)
-    api.include_router(documents_router)
+    # Routes are matched in order: the busiest (envelopes) first.
     api.include_router(envelopes_router)
+    api.include_router(documents_router)
     api.include_router(accounts_router)
     api.include_router(webhooks_router)
     if settings.role != "worker":  # a worker serves only its health endpoints
