@@ -36,6 +36,8 @@ LEASE = timedelta(seconds=60)
 BATCH = 50
 CONCURRENCY = 16
 USER_AGENT = "signbot-webhooks/1"
+RESPONSE_KEPT = 1024
+"""Bytes of a receiver's answer kept in the delivery log (and read at all)."""
 
 
 @dataclass(frozen=True)
@@ -141,22 +143,39 @@ def prepare(session: Session, box: SecretBox, ids: list[str]) -> list[Work]:
 async def attempt(
     client: httpx.AsyncClient, item: Work, policy: ssrf.Policy, timeout: float
 ) -> Outcome:
+    """One POST, bounded as a whole by ``timeout`` (a receiver trickling bytes cannot hold
+    the worker) and reading at most 1 KiB of the answer (nor can one sending gigabytes)."""
     started = time.monotonic()
-    refused = await ssrf.check_delivery(item.url, policy)
-    if refused is not None:
-        return Outcome(False, None, None, refused, 0)
     headers = {
         "Content-Type": "application/json",
         "User-Agent": USER_AGENT,
         **signature.headers(item.secret, item.msg_id, int(time.time()), item.body),
     }
     try:
-        response = await client.post(item.url, content=item.body, headers=headers, timeout=timeout)
+        async with asyncio.timeout(timeout):
+            target = await ssrf.delivery_target(item.url, policy)
+            if isinstance(target, str):
+                return Outcome(False, None, None, target, _ms(started))
+            async with client.stream(
+                "POST",
+                target.url,
+                content=item.body,
+                headers={**headers, **target.headers},
+                extensions=target.extensions,
+                timeout=timeout,
+            ) as response:
+                head = b""
+                async for chunk in response.aiter_raw():
+                    head += chunk
+                    if len(head) >= RESPONSE_KEPT:
+                        break
+    except TimeoutError:
+        return Outcome(False, None, None, f"timed out after {timeout:g} s", _ms(started))
     except httpx.TimeoutException:
         return Outcome(False, None, None, f"timed out after {timeout:g} s", _ms(started))
     except httpx.HTTPError as exc:
         return Outcome(False, None, None, f"{type(exc).__name__}: {exc}"[:500], _ms(started))
-    text = response.text[:1024] if response.content else None
+    text = head[:RESPONSE_KEPT].decode("utf-8", "replace") if head else None
     return Outcome(
         200 <= response.status_code < 300, response.status_code, text, None, _ms(started)
     )

@@ -27,10 +27,13 @@ _EXTRA_BLOCKED = [
 
 def is_blocked(address: str) -> bool:
     ip = ipaddress.ip_address(address)
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        embedded = ip.ipv4_mapped or ip.sixtofour or (ip.teredo[1] if ip.teredo else None)
+        if embedded is not None:
+            ip = embedded
     return (
-        ip.is_private
+        not ip.is_global
+        or ip.is_private
         or ip.is_loopback
         or ip.is_link_local
         or ip.is_multicast
@@ -48,18 +51,21 @@ class Policy:
     """Live-mode endpoints on public addresses must use https."""
 
 
+def _origin(url: str) -> tuple[str, str, int] | None:
+    """(scheme, lower-case host, port with the scheme's default filled in)."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port or {"http": 80, "https": 443}.get(parts.scheme, 0)
+    except ValueError:
+        return None
+    return parts.scheme, (parts.hostname or "").lower().rstrip("."), port
+
+
 def _own_hooks(url: str, own: str) -> bool:
     """Whether ``url`` is the bot's own ``{PUBLIC_URL}/hooks/…`` route, compared part by part
     on the parsed URL: dot segments (``/hooks/../api``), encoded or not, never qualify."""
-    try:
-        target, base = urlsplit(url), urlsplit(own)
-        same_origin = (target.scheme, target.hostname, target.port) == (
-            base.scheme,
-            base.hostname,
-            base.port,
-        )
-    except ValueError:
-        return False
+    target, base = urlsplit(url), urlsplit(own)
+    same_origin = _origin(url) is not None and _origin(url) == _origin(own)
     path = unquote(target.path)
     if not same_origin or any(seg in (".", "..") for seg in path.split("/")) or "\\" in path:
         return False
@@ -93,15 +99,22 @@ async def resolve(host: str) -> list[str] | None:
     return sorted({info[4][0] for info in infos})
 
 
+def _refuse_own(url: str, policy: Policy) -> str | None:
+    """Nothing under our own URL but the bot's ``/hooks/`` route (host compared parsed)."""
+    if _own_hooks(url, policy.own_public_url):
+        return None
+    if _origin(url) == _origin(policy.own_public_url):
+        return "URL rejected: only /hooks/ is allowed on signbot's own URL"
+    return None
+
+
 async def check_registration(url: str, policy: Policy) -> None:
     scheme, host = parse(url)
     if _own_hooks(url, policy.own_public_url):
         return
-    own_host = urlsplit(policy.own_public_url).netloc
-    if urlsplit(url).netloc == own_host:
-        raise ValidationFailed.field(
-            "url", "URL rejected: only /hooks/ is allowed on signbot's own URL"
-        )
+    own = _refuse_own(url, policy)
+    if own is not None:
+        raise ValidationFailed.field("url", own)
     if policy.allow_private:
         return
     addresses = [host] if _is_ip(host) else await resolve(host)
@@ -111,20 +124,49 @@ async def check_registration(url: str, policy: Policy) -> None:
         raise ValidationFailed.field("url", "live webhooks must use https://")
 
 
-async def check_delivery(url: str, policy: Policy) -> str | None:
-    """Why a delivery to ``url`` must not be attempted now, or None when it may go."""
+@dataclass(frozen=True)
+class Target:
+    """Where a delivery connects: the address that passed the check, not a second lookup
+    (a name answering public to the check and 127.0.0.1 to the connection gets nowhere)."""
+
+    url: str
+    headers: dict[str, str]
+    """``Host``, when the URL names the checked IP instead of the host."""
+    extensions: dict[str, str]
+    """``sni_hostname`` for TLS, so the certificate is still checked against the name."""
+
+
+async def delivery_target(url: str, policy: Policy) -> Target | str:
+    """The target to connect to, or why a delivery to ``url`` must not be attempted now."""
     if _own_hooks(url, policy.own_public_url) or policy.allow_private:
-        return None
+        return Target(url, {}, {})
+    own = _refuse_own(url, policy)
+    if own is not None:
+        return own
     try:
-        _, host = parse(url)
+        scheme, host = parse(url)
     except ValidationFailed as exc:
         return exc.message
-    addresses = [host] if _is_ip(host) else await resolve(host)
+    if _is_ip(host):
+        return REJECTED if is_blocked(host) else Target(url, {}, {})
+    addresses = await resolve(host)
     if addresses is None:
         return f"could not resolve {host}"
     if any(is_blocked(a) for a in addresses):
         return REJECTED
-    return None
+    parts = urlsplit(url)
+    ip = addresses[0]
+    literal = f"[{ip}]" if ":" in ip else ip
+    netloc = f"{literal}:{parts.port}" if parts.port else literal
+    pinned = parts._replace(netloc=netloc).geturl()
+    extensions = {"sni_hostname": host} if scheme == "https" else {}
+    return Target(pinned, {"Host": parts.netloc}, extensions)
+
+
+async def check_delivery(url: str, policy: Policy) -> str | None:
+    """Why a delivery to ``url`` must not be attempted now, or None when it may go."""
+    target = await delivery_target(url, policy)
+    return target if isinstance(target, str) else None
 
 
 def _is_ip(host: str) -> bool:
