@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio.to_thread
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 
@@ -19,7 +20,7 @@ from bot import __version__
 from bot.accounts.routes import router as accounts_router
 from bot.config import Settings
 from bot.db import Database, check_reachable
-from bot.deployment import signing_secret
+from bot.deployment import box_key, signing_secret
 from bot.documents.routes import router as documents_router
 from bot.documents.storage import build_storage
 from bot.envelopes.routes import router as envelopes_router
@@ -71,7 +72,9 @@ def create_app(
 
     authenticator = Authenticator(db, limiter)
     token_secret = signing_secret(db, settings.secret_key)
-    secret_box = SecretBox(token_secret, "webhook-secrets")
+    # Its own key: rotating SIGNBOT_SECRET_KEY (to revoke signing links) must not make the
+    # stored webhook secrets unreadable.
+    secret_box = SecretBox(box_key(db), "webhook-secrets")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -152,8 +155,11 @@ def _operations_router() -> APIRouter:
         """Ready: the database answers (and storage, limiter report their health)."""
         state = request.app.state
         checks: dict[str, str] = {}
-        problem = check_reachable(state.db)
-        checks["database"] = "ok" if problem is None else f"error: {problem}"
+        problem = await anyio.to_thread.run_sync(check_reachable, state.db)
+        if problem is not None:
+            log.warning("readiness: database unreachable: %s", problem)
+        # The details go to the log, not to whoever probes.
+        checks["database"] = "ok" if problem is None else "unreachable"
         checks["storage"] = "ok" if await state.storage.healthy() else "error"
         if state.limiter is not None:
             # A limiter in trouble fails open (documented): reported, not fatal.

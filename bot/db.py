@@ -58,8 +58,16 @@ class Database:
             )
             event.listen(self.engine, "connect", _sqlite_pragmas)
         else:
+            connect_args = (
+                {"connect_timeout": 5} if self.url.get_backend_name() == "postgresql" else {}
+            )
             self.engine = create_engine(
-                url, pool_size=10, max_overflow=10, pool_pre_ping=True, pool_recycle=1800
+                url,
+                pool_size=10,
+                max_overflow=10,
+                pool_pre_ping=True,
+                pool_recycle=1800,
+                connect_args=connect_args,
             )
 
     @contextmanager

@@ -42,3 +42,8 @@ def signing_secret(db: Database, configured: str | None) -> bytes:
     if configured:
         return configured.encode()
     return get_or_create(db, "token_secret", lambda: secrets.token_urlsafe(48)).encode()
+
+
+def box_key(db: Database) -> bytes:
+    """The key webhook secrets are encrypted with at rest (bot.secretbox)."""
+    return get_or_create(db, "secretbox_key", lambda: secrets.token_urlsafe(48)).encode()

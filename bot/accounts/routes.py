@@ -12,6 +12,7 @@ from bot.accounts import service
 from bot.accounts.context import AuthContext
 from bot.accounts.models import Account, ApiKey
 from bot.accounts.schemas import CreateKeyIn, account_json, key_json, workspace_json
+from bot.errors import Unauthorized
 from bot.web.auth import AuthenticatedRoute, requires
 from bot.web.pagination import Page, page_params
 
@@ -26,18 +27,14 @@ async def account_me(request: Request, ctx: AuthContext = requires("envelopes:re
 
 
 @router.get("/workspaces", summary="List workspaces")
-async def workspaces(request: Request, ctx: AuthContext = requires("envelopes:read")) -> Any:
+async def workspaces(
+    request: Request,
+    ctx: AuthContext = requires("envelopes:read"),
+    page: Page = Depends(page_params),
+) -> Any:
     rows = await request.app.state.db.run(lambda s: service.list_workspaces(s, ctx.account_id))
-    data = [workspace_json(w) for w in rows]
-    return {
-        "data": data,
-        "pagination": {
-            "total": len(data),
-            "page": 1,
-            "pageSize": len(data) or 20,
-            "pages": 1 if data else 0,
-        },
-    }
+    shown = rows[page.offset : page.offset + page.limit]
+    return page.wrap([workspace_json(w) for w in shown], len(rows))
 
 
 @router.post("/keys", status_code=201, summary="Create API key")
@@ -48,6 +45,8 @@ async def create_key(
 
     def work(session: Session) -> dict[str, Any]:
         caller = session.get(ApiKey, ctx.key_id)
+        if caller is None or caller.revoked_at is not None:  # revoked within the cache window
+            raise Unauthorized("This API key has been revoked")
         new = service.create_key(
             session,
             ctx.account_id,

@@ -6,6 +6,7 @@ Both scan only rows whose due time has come, through indexes on (status, send_at
 
 from __future__ import annotations
 
+from sqlalchemy import or_
 from sqlmodel import Session, col, select
 
 from bot.accounts.context import AuthContext
@@ -28,7 +29,12 @@ def release_scheduled(session: Session) -> int:
     rows = list(
         session.exec(
             select(Envelope)
-            .where(Envelope.status == "SCHEDULED", col(Envelope.send_at) <= now)
+            .where(
+                Envelope.status == "SCHEDULED",
+                col(Envelope.send_at) <= now,
+                # one whose expiry came first is expired, never sent
+                or_(col(Envelope.expires_at).is_(None), col(Envelope.expires_at) > now),
+            )
             .limit(BATCH)
             .with_for_update(skip_locked=True)
         )

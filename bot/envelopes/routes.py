@@ -267,4 +267,3 @@ async def audit_trail(
             "finished (COMPLETED, DECLINED, VOIDED or EXPIRED)"
         )
     raise _not_ready(agg, "audit trail", True)
-

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import httpx
+from cryptography.exceptions import InvalidTag
 from sqlalchemy import bindparam, insert, or_, update
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
@@ -117,14 +118,26 @@ def prepare(session: Session, box: SecretBox, ids: list[str]) -> list[Work]:
     for delivery in deliveries:
         endpoint = endpoints.get(delivery.endpoint_id)
         event = events.get(delivery.event_id)
-        if endpoint is None or event is None or not endpoint.is_active:
+        problem = None
+        if endpoint is None:
+            problem = "endpoint removed"
+        elif not endpoint.is_active:
+            problem = "endpoint disabled"
+        elif event is None:
+            problem = "event no longer stored (older than the retention period)"
+        elif endpoint.id not in opened:
+            try:
+                opened[endpoint.id] = box.open(endpoint.secret_sealed)
+            except InvalidTag:
+                problem = "signing secret unreadable; rotate the webhook's secret"
+        if problem is not None:
             delivery.status = "failed"
-            delivery.last_error = "endpoint disabled" if endpoint else "endpoint removed"
+            delivery.last_error = problem
             delivery.next_attempt_at = None
+            delivery.claim = None
             session.add(delivery)
             continue
-        if endpoint.id not in opened:
-            opened[endpoint.id] = box.open(endpoint.secret_sealed)
+        assert endpoint is not None and event is not None
         out.append(
             Work(
                 delivery_id=delivery.id,
