@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import copy
 import hashlib
 import shutil
 import tempfile
@@ -26,7 +27,7 @@ from bot.envelopes.schemas import (
     UpdateEnvelopeIn,
     VoidIn,
 )
-from bot.errors import Conflict, FieldError, PayloadTooLarge, ValidationFailed
+from bot.errors import Conflict, FieldError, NotFound, PayloadTooLarge, ValidationFailed
 from bot.web.auth import AuthenticatedRoute, requires
 from bot.web.pagination import Page, page_params
 from bot.web.responses import idempotent
@@ -52,6 +53,37 @@ def _with_tokens(request: Request, agg: EnvelopeAggregate) -> dict[str, Any]:
     return envelope_json(agg, service.access_tokens(state.token_secret, agg), state.public_url)
 
 
+_TOKEN_MEMBERS = ("accessToken", "signUrl")
+
+
+def _without_tokens(payload: dict[str, Any]) -> dict[str, Any]:
+    """An answer fit to keep for replays: signing tokens are derived, never stored."""
+    out = copy.deepcopy(payload)
+    for member in ("recipients", "signers"):
+        for recipient in out.get(member, []):
+            for name in _TOKEN_MEMBERS:
+                recipient.pop(name, None)
+    return out
+
+
+def _token_restorer(request: Request, ctx: AuthContext) -> Any:
+    async def restore(payload: dict[str, Any]) -> dict[str, Any]:
+        """Derive the tokens again (current versions: a revoked link stays revoked)."""
+        try:
+            agg = await request.app.state.db.read(lambda c: service.read(c, ctx, payload["id"]))
+        except NotFound:
+            return payload  # deleted since: nothing left to sign
+        fresh = _with_tokens(request, agg)
+        by_id = {r["id"]: r for r in fresh["recipients"]}
+        for member in ("recipients", "signers"):
+            for recipient in payload.get(member, []):
+                current = by_id.get(recipient.get("id"), {})
+                recipient.update({k: current[k] for k in _TOKEN_MEMBERS if k in current})
+        return payload
+
+    return restore
+
+
 @router.post("/envelopes", status_code=201, summary="Create envelope (status: DRAFT)")
 async def create_envelope(
     body: CreateEnvelopeIn, request: Request, ctx: AuthContext = requires("envelopes:write")
@@ -62,13 +94,21 @@ async def create_envelope(
     db = request.app.state.db
     secret = request.app.state.token_secret
     if body.is_legacy:
-        return await idempotent(request, ctx, lambda: _create_legacy(request, ctx, body))
+        return await idempotent(
+            request,
+            ctx,
+            lambda: _create_legacy(request, ctx, body),
+            keep=_without_tokens,
+            restore=_token_restorer(request, ctx),
+        )
 
     async def handler() -> tuple[int, dict[str, Any]]:
         agg = await db.run(lambda s: service.create(s, ctx, body, secret=secret))
         return 201, _with_tokens(request, agg)
 
-    return await idempotent(request, ctx, handler)
+    return await idempotent(
+        request, ctx, handler, keep=_without_tokens, restore=_token_restorer(request, ctx)
+    )
 
 
 async def _create_legacy(
@@ -213,7 +253,14 @@ async def send_envelope(
         agg = await request.app.state.db.run(lambda s: service.send(s, ctx, envelope_id))
         return 200, _with_tokens(request, agg)
 
-    return await idempotent(request, ctx, handler, body=b"")
+    return await idempotent(
+        request,
+        ctx,
+        handler,
+        body=b"",
+        keep=_without_tokens,
+        restore=_token_restorer(request, ctx),
+    )
 
 
 @router.post("/envelopes/{envelope_id}/void", summary="Void a sent envelope")

@@ -12,15 +12,24 @@ from bot.accounts.context import AuthContext
 from bot.web import idempotency
 
 Handler = Callable[[], Awaitable[tuple[int, dict[str, Any]]]]
+Payload = dict[str, Any]
 
 
 async def idempotent(
-    request: Request, ctx: AuthContext, handler: Handler, body: bytes | None = None
+    request: Request,
+    ctx: AuthContext,
+    handler: Handler,
+    body: bytes | None = None,
+    *,
+    keep: Callable[[Payload], Payload] | None = None,
+    restore: Callable[[Payload], Awaitable[Payload]] | None = None,
 ) -> JSONResponse:
     """Run ``handler`` once per ``Idempotency-Key`` (when the client sends one).
 
     ``body`` is what identifies the request besides method and path: the raw JSON body by
     default; uploads pass the file's hash instead so the file never has to sit in memory.
+    ``keep`` strips what must not be stored (signing tokens are derived, never kept) and
+    ``restore`` puts it back on a replay.
     """
     key = request.headers.get("idempotency-key")
     if key is None:
@@ -32,13 +41,15 @@ async def idempotent(
     fp = idempotency.fingerprint(request.method, request.url.path, body)
     replay = await idempotency.claim(db, ctx.account_id, ctx.environment, key, fp)
     if replay is not None:
+        payload = await restore(replay.body) if restore else replay.body
         return JSONResponse(
-            replay.body, status_code=replay.status_code, headers={"Idempotent-Replayed": "true"}
+            payload, status_code=replay.status_code, headers={"Idempotent-Replayed": "true"}
         )
     try:
         status, payload = await handler()
     except BaseException:
         await idempotency.release(db, ctx.account_id, ctx.environment, key)
         raise
-    await idempotency.store(db, ctx.account_id, ctx.environment, key, status, payload)
+    stored = keep(payload) if keep else payload
+    await idempotency.store(db, ctx.account_id, ctx.environment, key, status, stored)
     return JSONResponse(payload, status_code=status)
