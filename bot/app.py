@@ -128,7 +128,11 @@ def create_app(
     )
     app.add_middleware(RateLimitHeaders)
     # base64 of the largest file, plus room for the JSON around it
-    app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes * 4 // 3 + (1 << 20))
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=settings.max_upload_bytes * 4 // 3 + (1 << 20),
+        large_routes=frozenset({f"POST {API_PREFIX}/documents", f"POST {API_PREFIX}/envelopes"}),
+    )
     return app
 
 

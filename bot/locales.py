@@ -25,8 +25,3 @@ def canonical(tag: str) -> str:
         p.upper() if len(p) == 2 else p.title() if len(p) == 4 else p.lower() for p in parts[1:]
     ]
     return "-".join([language, *rest])
-
-
-def language(tag: str | None) -> str:
-    """The language a (canonical) tag is served in."""
-    return tag.split("-")[0] if tag else DEFAULT

@@ -10,8 +10,6 @@ from typing import Any
 from bot.envelopes.models import Envelope, Recipient
 from bot.timeutil import iso
 
-SIGNED = ("SIGNED", "APPROVED")
-
 
 def envelope_data(envelope: Envelope, recipients: list[Recipient], **extra: Any) -> dict[str, Any]:
     data: dict[str, Any] = {

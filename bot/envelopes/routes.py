@@ -11,6 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
+import anyio.to_thread
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from sqlmodel import Session
@@ -19,11 +20,10 @@ from bot.accounts.context import AuthContext
 from bot.documents import service as documents
 from bot.documents.routes import ingest_file
 from bot.envelopes import service
-from bot.envelopes.lifecycle import EnvelopeStatus, is_finished
+from bot.envelopes.lifecycle import EnvelopeStatus, Role, is_finished
 from bot.envelopes.presenters import EnvelopeAggregate, envelope_json
 from bot.envelopes.schemas import (
     CreateEnvelopeIn,
-    RecipientIn,
     UpdateEnvelopeIn,
     VoidIn,
 )
@@ -123,15 +123,17 @@ async def _create_legacy(
         raise ValidationFailed.field("signers", "at least one signer is required")
     if not body.documents:
         raise ValidationFailed.field("documents", "at least one document is required")
+    signers = [s.model_copy(update={"role": Role.SIGNER}) for s in body.signers]
+    service.check_recipients(signers, field="signers")  # before anything is stored
     settings = request.app.state.settings
     tmp_root = settings.data_dir / "tmp"
     tmp_root.mkdir(parents=True, exist_ok=True)
     work_dir = Path(tempfile.mkdtemp(dir=tmp_root))
+    items: list[documents.Ingested] = []
     try:
-        items = []
         for i, doc in enumerate(body.documents):
-            path, size, digest = _decode_base64(
-                doc.base64_pdf, work_dir / f"doc{i}", settings.max_upload_bytes, i
+            path, size, digest = await anyio.to_thread.run_sync(
+                _decode_base64, doc.base64_pdf, work_dir / f"doc{i}", settings.max_upload_bytes, i
             )
             items.append(
                 await ingest_file(
@@ -145,30 +147,34 @@ async def _create_legacy(
                     work_dir=work_dir,
                 )
             )
+        modern = body.model_copy(
+            update={
+                "subject": body.subject or items[0].name,
+                "document_ids": [item.id for item in items],
+                "recipients": signers,
+                "signers": None,
+                "documents": None,
+            }
+        )
+        secret = request.app.state.token_secret
+
+        def work(session: Session) -> EnvelopeAggregate:
+            for item in items:
+                documents.record(session, ctx, item)
+            session.flush()
+            agg = service.create(session, ctx, modern, secret=secret)
+            return service.send(session, ctx, agg.envelope.id)
+
+        agg = await request.app.state.db.run(work)
+    except BaseException:
+        # Nothing refers to the files of a request that failed: leave none behind.
+        storage = request.app.state.storage
+        for item in items:
+            for key in {item.storage_key, item.pdf_storage_key}:
+                await storage.delete(key)
+        raise
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
-    modern = body.model_copy(
-        update={
-            "subject": body.subject or items[0].name,
-            "document_ids": [item.id for item in items],
-            "recipients": [
-                RecipientIn(email=s.email, name=s.name, order=s.order, phone=s.phone)
-                for s in body.signers
-            ],
-            "signers": None,
-            "documents": None,
-        }
-    )
-    secret = request.app.state.token_secret
-
-    def work(session: Session) -> EnvelopeAggregate:
-        for item in items:
-            documents.record(session, ctx, item)
-        session.flush()
-        agg = service.create(session, ctx, modern, secret=secret)
-        return service.send(session, ctx, agg.envelope.id)
-
-    agg = await request.app.state.db.run(work)
     out = _with_tokens(request, agg)
     out["signers"] = [
         {k: r[k] for k in ("id", "email", "name", "status", "accessToken", "signUrl")}

@@ -208,15 +208,6 @@ class _EnvelopeBody(_In):
         return value
 
 
-class LegacySigner(_In):
-    email: str = Field(max_length=320)
-    name: Line | None = Field(default=None, max_length=255)
-    order: int | None = Field(default=None, ge=1, le=1000)
-    phone: str | None = Field(default=None, max_length=32)
-
-    _email = field_validator("email")(classmethod(lambda cls, v: check_email(v)))
-
-
 class LegacyDocument(_In):
     name: Line | None = Field(default=None, max_length=255)
     base64_pdf: str = Field(alias="base64Pdf")
@@ -225,7 +216,7 @@ class LegacyDocument(_In):
 class CreateEnvelopeIn(_EnvelopeBody):
     subject: Line | None = Field(default=None, max_length=255)
     template_id: Line | None = Field(default=None, max_length=80)
-    signers: list[LegacySigner] | None = Field(default=None, max_length=MAX_RECIPIENTS)
+    signers: list[RecipientIn] | None = Field(default=None, max_length=MAX_RECIPIENTS)
     """The older one-shot form: creates and sends, answering ``signers[].signUrl``."""
     documents: list[LegacyDocument] | None = Field(default=None, max_length=MAX_DOCUMENTS)
 

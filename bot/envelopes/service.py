@@ -32,9 +32,6 @@ from bot.jobs.outbox import emit
 from bot.signing import tokens
 from bot.timeutil import to_utc, utcnow
 
-STATUSES = tuple(s.value for s in lifecycle.EnvelopeStatus)
-
-
 # ---------------------------------------------------------------- loading
 
 
@@ -184,13 +181,14 @@ def _documents(session: Session, ctx: AuthContext, ids: list[str]) -> list[Row[A
     return [found[i] for i in ids]
 
 
-def _check_recipients(recipients: list[RecipientIn]) -> None:
+def check_recipients(recipients: list[RecipientIn], field: str = "recipients") -> None:
+    """At least one recipient, each address once."""
     if not recipients:
-        raise ValidationFailed.field("recipients", "at least one recipient is required")
+        raise ValidationFailed.field(field, "at least one recipient is required")
     seen: set[str] = set()
     for i, r in enumerate(recipients):
         if r.email.lower() in seen:
-            raise ValidationFailed.field(f"recipients.{i}.email", f"{r.email} is listed twice")
+            raise ValidationFailed.field(f"{field}.{i}.email", f"{r.email} is listed twice")
         seen.add(r.email.lower())
 
 
@@ -344,7 +342,7 @@ def create(
         raise ValidationFailed.field("documentIds", "at least one document id is required")
     documents = _documents(session, ctx, body.document_ids)
     recipients_in = body.recipients or []
-    _check_recipients(recipients_in)
+    check_recipients(recipients_in)
     fields_in = body.fields or []
     _check_fields(fields_in, recipients_in, documents)
     envelope = plain_row(
@@ -448,7 +446,7 @@ def update(
             )
             for r in agg.recipients
         ]
-    _check_recipients(recipients_in)
+    check_recipients(recipients_in)
     if "fields" in given:
         fields_in = body.fields or []
     else:

@@ -1,8 +1,9 @@
-"""A cap on request bodies, so no route can be made to buffer an unbounded body.
+"""Caps on request bodies, so no route can be made to buffer an unbounded body.
 
-Uploads stream and enforce the exact file limit themselves; this outer cap (the base64 size of
-the largest file plus room for JSON around it) protects every other route, including JSON
-bodies that the framework reads whole.
+Uploads stream and enforce the exact file limit themselves. The two routes that take a file
+(``POST /documents``, and ``POST /envelopes`` with the one-shot form's base64 documents) get
+the base64 size of the largest file plus room for JSON; every other route, whose JSON the
+framework reads whole, gets ``small_bytes`` (1 MiB).
 """
 
 from __future__ import annotations
@@ -10,20 +11,31 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from starlette.exceptions import HTTPException
+
 
 class BodyLimit:
-    def __init__(self, app: Any, max_bytes: int) -> None:
+    def __init__(
+        self,
+        app: Any,
+        max_bytes: int,
+        large_routes: frozenset[str] = frozenset(),
+        small_bytes: int = 1 << 20,
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.large_routes = large_routes
+        self.small_bytes = small_bytes
 
-    async def _refuse(self, send: Any) -> None:
+    async def _refuse(self, send: Any, limit: int) -> None:
+        message = f"Request body exceeds {limit} bytes"
         body = json.dumps(
             {
-                "error": f"Request body exceeds {self.max_bytes} bytes",
+                "error": message,
                 "code": "PAYLOAD_TOO_LARGE",
                 "title": "Payload too large",
                 "status": 413,
-                "detail": f"Request body exceeds {self.max_bytes} bytes",
+                "detail": message,
             }
         ).encode()
         await send(
@@ -43,14 +55,16 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        large = f"{scope['method']} {scope['path'].rstrip('/')}" in self.large_routes
+        limit = self.max_bytes if large else self.small_bytes
         for name, value in scope.get("headers", []):
             if name == b"content-length":
                 try:
-                    too_big = int(value) > self.max_bytes
+                    too_big = int(value) > limit
                 except ValueError:
                     too_big = False
                 if too_big:
-                    await self._refuse(send)
+                    await self._refuse(send, limit)
                     return
         seen = 0
         started = False
@@ -60,8 +74,10 @@ class BodyLimit:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise _TooLarge
+                if seen > limit:
+                    # An HTTP error passes through the framework's body reading (which turns
+                    # other exceptions into a 400) to the problem handler: a 413.
+                    raise HTTPException(413, f"Request body exceeds {limit} bytes")
             return message
 
         async def tracking_send(message: dict[str, Any]) -> None:
@@ -72,10 +88,7 @@ class BodyLimit:
 
         try:
             await self.app(scope, counting_receive, tracking_send)
-        except _TooLarge:
-            if not started:
-                await self._refuse(send)
-
-
-class _TooLarge(Exception):
-    pass
+        except HTTPException as exc:
+            if exc.status_code != 413 or started:
+                raise
+            await self._refuse(send, limit)
