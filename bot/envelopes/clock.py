@@ -12,7 +12,8 @@ from sqlmodel import Session, col, select
 from bot.accounts.context import AuthContext
 from bot.envelopes import lifecycle
 from bot.envelopes.models import Envelope
-from bot.envelopes.service import apply, load_many, state_of
+from bot.envelopes.queries import load_many
+from bot.envelopes.service import apply, state_of
 from bot.timeutil import utcnow
 
 IN_PROGRESS = ("SENT", "DELIVERED", "PARTIALLY_SIGNED", "RETURNED_TO_SENDER", "SCHEDULED")

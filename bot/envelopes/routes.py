@@ -19,7 +19,7 @@ from sqlmodel import Session
 from bot.accounts.context import AuthContext
 from bot.documents import service as documents
 from bot.documents.routes import ingest_file
-from bot.envelopes import service
+from bot.envelopes import parts, queries, service
 from bot.envelopes.lifecycle import EnvelopeStatus, Role, is_finished
 from bot.envelopes.presenters import EnvelopeAggregate, envelope_json
 from bot.envelopes.schemas import (
@@ -50,7 +50,7 @@ StatusFilter = Literal[
 
 def _with_tokens(request: Request, agg: EnvelopeAggregate) -> dict[str, Any]:
     state = request.app.state
-    return envelope_json(agg, service.access_tokens(state.token_secret, agg), state.public_url)
+    return envelope_json(agg, queries.access_tokens(state.token_secret, agg), state.public_url)
 
 
 _TOKEN_MEMBERS = ("accessToken", "signUrl")
@@ -70,7 +70,7 @@ def _token_restorer(request: Request, ctx: AuthContext) -> Any:
     async def restore(payload: dict[str, Any]) -> dict[str, Any]:
         """Derive the tokens again (current versions: a revoked link stays revoked)."""
         try:
-            agg = await request.app.state.db.read(lambda c: service.read(c, ctx, payload["id"]))
+            agg = await request.app.state.db.read(lambda c: queries.read(c, ctx, payload["id"]))
         except NotFound:
             return payload  # deleted since: nothing left to sign
         fresh = _with_tokens(request, agg)
@@ -124,7 +124,7 @@ async def _create_legacy(
     if not body.documents:
         raise ValidationFailed.field("documents", "at least one document is required")
     signers = [s.model_copy(update={"role": Role.SIGNER}) for s in body.signers]
-    service.check_recipients(signers, field="signers")  # before anything is stored
+    parts.check_recipients(signers, field="signers")  # before anything is stored
     settings = request.app.state.settings
     tmp_root = settings.data_dir / "tmp"
     tmp_root.mkdir(parents=True, exist_ok=True)
@@ -212,7 +212,7 @@ async def list_envelopes(
     status: StatusFilter | None = Query(None, description="Only envelopes in this status."),
 ) -> Any:
     rows, total = await request.app.state.db.run(
-        lambda s: service.list_envelopes(
+        lambda s: queries.list_envelopes(
             s, ctx, offset=page.offset, limit=page.limit, status=status
         )
     )
@@ -224,7 +224,7 @@ async def list_envelopes(
 async def get_envelope(
     envelope_id: str, request: Request, ctx: AuthContext = requires("envelopes:read")
 ) -> Any:
-    agg = await request.app.state.db.read(lambda c: service.read(c, ctx, envelope_id))
+    agg = await request.app.state.db.read(lambda c: queries.read(c, ctx, envelope_id))
     return JSONResponse(envelope_json(agg, None, request.app.state.public_url))
 
 
@@ -300,7 +300,7 @@ def _not_ready(agg: EnvelopeAggregate, what: str, ready: bool) -> Conflict:
 async def signed_document(
     envelope_id: str, request: Request, ctx: AuthContext = requires("envelopes:read")
 ) -> Any:
-    agg = await request.app.state.db.run(lambda s: service.load(s, ctx, envelope_id))
+    agg = await request.app.state.db.run(lambda s: queries.load(s, ctx, envelope_id))
     raise _not_ready(agg, "signed document", agg.envelope.status == EnvelopeStatus.COMPLETED)
 
 
@@ -312,7 +312,7 @@ async def signed_document(
 async def audit_trail(
     envelope_id: str, request: Request, ctx: AuthContext = requires("envelopes:read")
 ) -> Any:
-    agg = await request.app.state.db.run(lambda s: service.load(s, ctx, envelope_id))
+    agg = await request.app.state.db.run(lambda s: queries.load(s, ctx, envelope_id))
     finished = is_finished(EnvelopeStatus(agg.envelope.status))
     if not finished:
         raise Conflict(

@@ -1,4 +1,6 @@
-"""Envelope use cases: create, read, list, update, delete, send, void.
+"""Envelope use cases that change things: create, update, delete, send, void.
+
+Reading lives in ``bot.envelopes.queries``.
 
 Services never commit (the request boundary does, through ``Database.run``). Every state
 change goes through the pure ``lifecycle`` module, and every event it yields is written to the
@@ -7,317 +9,24 @@ outbox in the same transaction.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import Connection, Row, bindparam
 from sqlalchemy import delete as sql_delete
-from sqlmodel import Session, col, func, select
+from sqlmodel import Session, col
 
-from bot.accounts.context import AuthContext, get_owned
-from bot.accounts.models import Workspace
-from bot.accounts.service import default_workspace
+from bot.accounts.context import AuthContext
 from bot.db import insert_rows, plain_row
-from bot.documents.models import Document
 from bot.envelopes import category as categories
-from bot.envelopes import lifecycle
+from bot.envelopes import lifecycle, parts
 from bot.envelopes.events import envelope_data, recipient_data
 from bot.envelopes.models import Envelope, EnvelopeDocument, EnvelopeField, Recipient
 from bot.envelopes.presenters import EnvelopeAggregate
+from bot.envelopes.queries import load
 from bot.envelopes.schemas import CreateEnvelopeIn, FieldIn, RecipientIn, UpdateEnvelopeIn
-from bot.errors import FieldError, NotFound, ValidationFailed
-from bot.ids import looks_like, new_id
+from bot.errors import FieldError, ValidationFailed
+from bot.ids import new_id
 from bot.jobs.outbox import emit
-from bot.signing import tokens
-from bot.timeutil import to_utc, utcnow
-
-# ---------------------------------------------------------------- loading
-
-
-def _get_row(session: Session, ctx: AuthContext, envelope_id: str) -> Envelope:
-    return get_owned(session, Envelope, "envelope", ctx, envelope_id)
-
-
-def load_many(session: Session, envelopes: list[Envelope]) -> list[EnvelopeAggregate]:
-    """Aggregates for many envelopes in three queries, whatever their number."""
-    ids = [e.id for e in envelopes]
-    if not ids:
-        return []
-    recipients: dict[str, list[Recipient]] = defaultdict(list)
-    for r in session.exec(
-        select(Recipient)
-        .where(col(Recipient.envelope_id).in_(ids))
-        .order_by(col(Recipient.position))
-    ):
-        recipients[r.envelope_id].append(r)
-    documents: dict[str, list[str]] = defaultdict(list)
-    for d in session.exec(
-        select(EnvelopeDocument)
-        .where(col(EnvelopeDocument.envelope_id).in_(ids))
-        .order_by(col(EnvelopeDocument.position))
-    ):
-        documents[d.envelope_id].append(d.document_id)
-    fields: dict[str, list[EnvelopeField]] = defaultdict(list)
-    for f in session.exec(
-        select(EnvelopeField)
-        .where(col(EnvelopeField.envelope_id).in_(ids))
-        .order_by(col(EnvelopeField.position))
-    ):
-        fields[f.envelope_id].append(f)
-    return [
-        EnvelopeAggregate(e, recipients[e.id], documents[e.id], fields[e.id]) for e in envelopes
-    ]
-
-
-def load(session: Session, ctx: AuthContext, envelope_id: str) -> EnvelopeAggregate:
-    return load_many(session, [_get_row(session, ctx, envelope_id)])[0]
-
-
-_ENVELOPES = Envelope.__table__  # type: ignore[attr-defined]
-#: ``GET /envelopes/{id}`` is the hottest read: prebuilt Core statements on one connection,
-#: rows handed to the presenter as they are (attribute access by column name), no ORM.
-_READ_ENVELOPE = select(*_ENVELOPES.c, _ENVELOPES.c.metadata.label("metadata_")).where(
-    _ENVELOPES.c.id == bindparam("id"),
-    _ENVELOPES.c.account_id == bindparam("account_id"),
-    _ENVELOPES.c.environment == bindparam("environment"),
-)
-_READ_RECIPIENTS = (
-    select(Recipient.__table__)  # type: ignore[attr-defined]
-    .where(col(Recipient.envelope_id) == bindparam("id"))
-    .order_by(col(Recipient.position))
-)
-_READ_DOCUMENTS = (
-    select(EnvelopeDocument.document_id)
-    .where(col(EnvelopeDocument.envelope_id) == bindparam("id"))
-    .order_by(col(EnvelopeDocument.position))
-)
-_READ_FIELDS = (
-    select(EnvelopeField.__table__)  # type: ignore[attr-defined]
-    .where(col(EnvelopeField.envelope_id) == bindparam("id"))
-    .order_by(col(EnvelopeField.position))
-)
-
-
-def read(connection: Connection, ctx: AuthContext, envelope_id: str) -> EnvelopeAggregate:
-    """A read-only aggregate for answers (not for changes: its members are rows)."""
-    envelope = None
-    if looks_like("envelope", envelope_id):
-        envelope = connection.execute(
-            _READ_ENVELOPE,
-            {"id": envelope_id, "account_id": ctx.account_id, "environment": ctx.environment},
-        ).first()
-    if envelope is None:
-        raise NotFound(f"Envelope {envelope_id[:60]} not found")
-    params = {"id": envelope_id}
-    return EnvelopeAggregate(
-        envelope,  # type: ignore[arg-type]
-        list(connection.execute(_READ_RECIPIENTS, params)),  # type: ignore[arg-type]
-        list(connection.execute(_READ_DOCUMENTS, params).scalars()),
-        list(connection.execute(_READ_FIELDS, params)),  # type: ignore[arg-type]
-    )
-
-
-def list_envelopes(
-    session: Session, ctx: AuthContext, *, offset: int, limit: int, status: str | None
-) -> tuple[list[EnvelopeAggregate], int]:
-    where = [Envelope.account_id == ctx.account_id, Envelope.environment == ctx.environment]
-    if status is not None:
-        where.append(Envelope.status == status)
-    rows = list(
-        session.exec(
-            select(Envelope)
-            .where(*where)
-            .order_by(col(Envelope.created_at).desc(), col(Envelope.id).desc())
-            .offset(offset)
-            .limit(limit)
-        )
-    )
-    total = session.exec(select(func.count()).select_from(Envelope).where(*where)).one()
-    return load_many(session, rows), total
-
-
-def access_tokens(secret: bytes, agg: EnvelopeAggregate) -> dict[str, str]:
-    """Every recipient's signing token, derived again (nothing secret is stored)."""
-    return {r.id: tokens.derive(secret, r.id, r.token_version) for r in agg.recipients}
-
-
-# ---------------------------------------------------------------- validation helpers
-
-# Prebuilt statements for the create path (compiled once; POST /envelopes is hot).
-_TENANT_DOCUMENTS = select(Document.id, Document.page_count).where(
-    col(Document.id).in_(bindparam("ids", expanding=True)),
-    Document.account_id == bindparam("account_id"),
-    Document.environment == bindparam("environment"),
-)
-_DEFAULT_WORKSPACE = select(Workspace.id).where(
-    Workspace.account_id == bindparam("account_id"), col(Workspace.is_default)
-)
-
-
-def _future(name: str, value: datetime | None, now: datetime) -> datetime | None:
-    if value is None:
-        return None
-    value = to_utc(value)
-    if value <= now:
-        raise ValidationFailed.field(name, "must be in the future")
-    return value
-
-
-def _documents(session: Session, ctx: AuthContext, ids: list[str]) -> list[Row[Any]]:
-    """The tenant's documents by id, in the given order (id and page count are all we need)."""
-    errors: list[FieldError] = []
-    seen: set[str] = set()
-    params = {"ids": ids, "account_id": ctx.account_id, "environment": ctx.environment}
-    found = {d.id: d for d in session.execute(_TENANT_DOCUMENTS, params)}
-    for i, doc_id in enumerate(ids):
-        if doc_id in seen:
-            errors.append(FieldError(f"documentIds.{i}", f"{doc_id} is listed twice"))
-        elif doc_id not in found:
-            errors.append(FieldError(f"documentIds.{i}", f"no document {doc_id[:60]}"))
-        seen.add(doc_id)
-    if errors:
-        raise ValidationFailed("; ".join(f"{e.field}: {e.message}" for e in errors), errors)
-    return [found[i] for i in ids]
-
-
-def check_recipients(recipients: list[RecipientIn], field: str = "recipients") -> None:
-    """At least one recipient, each address once."""
-    if not recipients:
-        raise ValidationFailed.field(field, "at least one recipient is required")
-    seen: set[str] = set()
-    for i, r in enumerate(recipients):
-        if r.email.lower() in seen:
-            raise ValidationFailed.field(f"{field}.{i}.email", f"{r.email} is listed twice")
-        seen.add(r.email.lower())
-
-
-def _check_fields(
-    fields: list[FieldIn], recipients: list[RecipientIn], documents: list[Row[Any]]
-) -> None:
-    emails = {r.email.lower() for r in recipients}
-    for i, f in enumerate(fields):
-        if f.recipient_email.lower() not in emails:
-            raise ValidationFailed.field(
-                f"fields.{i}.recipientEmail",
-                f"{f.recipient_email} does not match any recipient",
-            )
-        if documents and f.document_index >= len(documents):
-            raise ValidationFailed.field(
-                f"fields.{i}.documentIndex",
-                f"the envelope has {len(documents)} document(s); indexes count from 0",
-            )
-        if documents and f.page_number > documents[f.document_index].page_count:
-            raise ValidationFailed.field(
-                f"fields.{i}.pageNumber",
-                f"document {f.document_index} has {documents[f.document_index].page_count} page(s)",
-            )
-
-
-def _workspace(session: Session, ctx: AuthContext, workspace_id: str | None) -> str:
-    if not workspace_id:
-        found = session.execute(_DEFAULT_WORKSPACE, {"account_id": ctx.account_id}).scalar()
-        return found or default_workspace(session, ctx.account_id).id
-    workspace = session.get(Workspace, workspace_id)
-    if workspace is None or workspace.account_id != ctx.account_id:
-        raise ValidationFailed.field("workspaceId", f"no workspace {workspace_id[:60]}")
-    return workspace.id
-
-
-# ---------------------------------------------------------------- writing children
-
-
-def _write_recipients(
-    session: Session,
-    envelope: Envelope,
-    recipients: list[RecipientIn],
-    requested_order: lifecycle.SigningOrder | None,
-    secret: bytes,
-    *,
-    replace: bool = True,
-) -> list[Recipient]:
-    if replace:
-        session.exec(sql_delete(Recipient).where(col(Recipient.envelope_id) == envelope.id))  # type: ignore[call-overload]
-    given = [r.order for r in recipients]
-    order = lifecycle.resolve_signing_order(requested_order, given)
-    routing = lifecycle.routing_orders(order, given)
-    envelope.signing_order = order.value
-    rows = []
-    for i, (r, route) in enumerate(zip(recipients, routing, strict=True)):
-        rid = new_id("recipient")
-        row = plain_row(
-            Recipient,
-            id=rid,
-            envelope_id=envelope.id,
-            position=i,
-            email=r.email,
-            name=r.name or r.email.split("@")[0],
-            role=r.role.value,
-            order=r.order,
-            routing_order=route,
-            phone=r.phone,
-            authentication=r.authentication if r.authentication != "NONE" else None,
-            token_hash=tokens.lookup_hash(tokens.derive(secret, rid, 1)),
-        )
-        rows.append(row)
-    return rows  # written by the caller once the envelope row exists
-
-
-def _write_documents(
-    session: Session, envelope: Envelope, documents: list[Row[Any]], *, replace: bool = True
-) -> None:
-    if replace:
-        session.exec(  # type: ignore[call-overload]
-            sql_delete(EnvelopeDocument).where(col(EnvelopeDocument.envelope_id) == envelope.id)
-        )
-    insert_rows(
-        session,
-        EnvelopeDocument,
-        [
-            plain_row(EnvelopeDocument, envelope_id=envelope.id, position=i, document_id=doc.id)
-            for i, doc in enumerate(documents)
-        ],
-    )
-
-
-def _write_fields(
-    session: Session,
-    envelope: Envelope,
-    fields: list[FieldIn],
-    recipients: list[Recipient],
-    *,
-    replace: bool = True,
-) -> list[EnvelopeField]:
-    if replace:
-        session.exec(sql_delete(EnvelopeField).where(col(EnvelopeField.envelope_id) == envelope.id))  # type: ignore[call-overload]
-    by_email = {r.email.lower(): r.id for r in recipients}
-    rows = []
-    for i, f in enumerate(fields):
-        rows.append(
-            plain_row(
-                EnvelopeField,
-                id=new_id("field"),
-                envelope_id=envelope.id,
-                recipient_id=by_email[f.recipient_email.lower()],
-                position=i,
-                document_index=f.document_index,
-                page_number=f.page_number,
-                field_type=f.field_type.value,
-                x=f.x,
-                y=f.y,
-                width=f.width,
-                height=f.height,
-                anchor_text=f.anchor_text or None,
-                anchor_placement=f.anchor_placement,
-                anchor_index=f.anchor_index,
-                required=f.required,
-                label=f.label,
-                options=list(f.options),
-            )
-        )
-    insert_rows(session, EnvelopeField, rows)
-    return rows
-
+from bot.timeutil import utcnow
 
 # ---------------------------------------------------------------- use cases
 
@@ -340,17 +49,17 @@ def create(
         )
     if not body.document_ids:
         raise ValidationFailed.field("documentIds", "at least one document id is required")
-    documents = _documents(session, ctx, body.document_ids)
+    documents = parts.tenant_documents(session, ctx, body.document_ids)
     recipients_in = body.recipients or []
-    check_recipients(recipients_in)
+    parts.check_recipients(recipients_in)
     fields_in = body.fields or []
-    _check_fields(fields_in, recipients_in, documents)
+    parts.check_fields(fields_in, recipients_in, documents)
     envelope = plain_row(
         Envelope,
         id=new_id("envelope"),
         account_id=ctx.account_id,
         environment=ctx.environment,
-        workspace_id=_workspace(session, ctx, body.workspace_id),
+        workspace_id=parts.workspace_id(session, ctx, body.workspace_id),
         subject=body.subject,
         message=body.message or "",
         signature_level=body.signature_level or "SIMPLE",
@@ -360,18 +69,18 @@ def create(
         redirect_url=body.redirect_url,
         initials_on_every_page=bool(body.initials_on_every_page),
         metadata_=body.metadata or {},
-        expires_at=_future("expiresAt", body.expires_at, now),
-        send_at=_future("sendAt", body.send_at, now),
+        expires_at=parts.future("expiresAt", body.expires_at, now),
+        send_at=parts.future("sendAt", body.send_at, now),
         created_at=now,
         updated_at=now,
     )
-    recipients = _write_recipients(
+    recipients = parts.write_recipients(
         session, envelope, recipients_in, body.signing_order, secret, replace=False
     )
     insert_rows(session, Envelope, [envelope])
-    _write_documents(session, envelope, documents, replace=False)
+    parts.write_documents(session, envelope, documents, replace=False)
     insert_rows(session, Recipient, recipients)
-    fields = _write_fields(session, envelope, fields_in, recipients, replace=False)
+    fields = parts.write_fields(session, envelope, fields_in, recipients, replace=False)
     emit(
         session,
         account_id=ctx.account_id,
@@ -418,18 +127,18 @@ def update(
     if "metadata" in given:
         envelope.metadata_ = body.metadata or {}
     if "expires_at" in given:
-        envelope.expires_at = _future("expiresAt", body.expires_at, now)
+        envelope.expires_at = parts.future("expiresAt", body.expires_at, now)
     if "send_at" in given:
-        envelope.send_at = _future("sendAt", body.send_at, now)
+        envelope.send_at = parts.future("sendAt", body.send_at, now)
     if "workspace_id" in given:
-        envelope.workspace_id = _workspace(session, ctx, body.workspace_id)
+        envelope.workspace_id = parts.workspace_id(session, ctx, body.workspace_id)
 
-    documents = _documents(session, ctx, agg.document_ids)
+    documents = parts.tenant_documents(session, ctx, agg.document_ids)
     if "document_ids" in given:
         if not body.document_ids:
             raise ValidationFailed.field("documentIds", "at least one document id is required")
-        documents = _documents(session, ctx, body.document_ids)
-        _write_documents(session, envelope, documents)
+        documents = parts.tenant_documents(session, ctx, body.document_ids)
+        parts.write_documents(session, envelope, documents)
 
     old_emails = {r.id: r.email for r in agg.recipients}
     if "recipients" in given:
@@ -446,7 +155,7 @@ def update(
             )
             for r in agg.recipients
         ]
-    check_recipients(recipients_in)
+    parts.check_recipients(recipients_in)
     if "fields" in given:
         fields_in = body.fields or []
     else:
@@ -470,7 +179,7 @@ def update(
             for f in agg.fields
         ]
     try:
-        _check_fields(fields_in, recipients_in, documents)
+        parts.check_fields(fields_in, recipients_in, documents)
     except ValidationFailed as exc:
         if "fields" not in given:
             raise ValidationFailed(
@@ -481,11 +190,11 @@ def update(
         raise
     if "recipients" in given or "signing_order" in given:
         requested = body.signing_order if "signing_order" in given else None
-        recipients = _write_recipients(session, envelope, recipients_in, requested, secret)
+        recipients = parts.write_recipients(session, envelope, recipients_in, requested, secret)
         insert_rows(session, Recipient, recipients)
-        _write_fields(session, envelope, fields_in, recipients)
+        parts.write_fields(session, envelope, fields_in, recipients)
     elif "fields" in given:
-        _write_fields(session, envelope, fields_in, agg.recipients)
+        parts.write_fields(session, envelope, fields_in, agg.recipients)
     envelope.updated_at = now
     session.add(envelope)
     session.flush()
