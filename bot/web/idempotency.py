@@ -2,8 +2,9 @@
 
 A record is claimed (inserted, unique per tenant and key) before the work runs, in its own
 transaction, so two concurrent requests with one key cannot both run: the second is told the
-first is still in progress. The answer is stored when the work commits; a request that failed
-with a server error releases its claim so a retry can run.
+first is still in progress. The answer is stored right after the work commits; a request that
+failed (any error) releases its claim so a retry can run, and a claim left behind by a process
+that died in between is taken as abandoned after ``ABANDONED`` and claimed afresh.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from bot.errors import Conflict, IdempotencyKeyReused, ValidationFailed
 from bot.timeutil import utcnow
 
 TTL = timedelta(hours=24)
+ABANDONED = timedelta(minutes=2)
 MAX_KEY_LENGTH = 255
 
 
@@ -79,7 +81,10 @@ async def claim(
 
     def try_claim(session: Session) -> None:
         old = find(session)
-        if old is not None and old.created_at < now - TTL:
+        if old is not None and (
+            old.created_at < now - TTL
+            or (old.status_code is None and old.created_at < now - ABANDONED)
+        ):
             session.delete(old)
             session.flush()
         session.add(
