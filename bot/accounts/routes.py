@@ -15,8 +15,9 @@ from bot.accounts.schemas import CreateKeyIn, account_json, key_json, workspace_
 from bot.errors import Unauthorized
 from bot.web.auth import AuthenticatedRoute, requires
 from bot.web.pagination import Page, page_params
+from bot.web.paths import API_PREFIX
 
-router = APIRouter(tags=["Account"], route_class=AuthenticatedRoute)
+router = APIRouter(prefix=API_PREFIX, tags=["Account"], route_class=AuthenticatedRoute)
 
 
 @router.get("/account/me", summary="Get current account")

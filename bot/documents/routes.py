@@ -21,9 +21,10 @@ from bot.ids import new_id
 from bot.timeutil import iso
 from bot.web.auth import AuthenticatedRoute, requires
 from bot.web.pagination import Page, page_params
+from bot.web.paths import API_PREFIX
 from bot.web.responses import idempotent
 
-router = APIRouter(tags=["Documents"], route_class=AuthenticatedRoute)
+router = APIRouter(prefix=API_PREFIX, tags=["Documents"], route_class=AuthenticatedRoute)
 
 
 def document_json(doc: Document) -> dict[str, Any]:

@@ -30,9 +30,10 @@ from bot.envelopes.schemas import (
 from bot.errors import Conflict, FieldError, NotFound, PayloadTooLarge, ValidationFailed
 from bot.web.auth import AuthenticatedRoute, requires
 from bot.web.pagination import Page, page_params
+from bot.web.paths import API_PREFIX
 from bot.web.responses import idempotent
 
-router = APIRouter(tags=["Envelopes"], route_class=AuthenticatedRoute)
+router = APIRouter(prefix=API_PREFIX, tags=["Envelopes"], route_class=AuthenticatedRoute)
 
 StatusFilter = Literal[
     "DRAFT",

@@ -11,10 +11,11 @@ from fastapi.responses import JSONResponse
 from bot.accounts.context import AuthContext
 from bot.web.auth import AuthenticatedRoute, requires
 from bot.web.pagination import Page, page_params
+from bot.web.paths import API_PREFIX
 from bot.webhooks import service, ssrf
 from bot.webhooks.schemas import CreateWebhookIn, UpdateWebhookIn, delivery_json, endpoint_json
 
-router = APIRouter(tags=["Webhooks"], route_class=AuthenticatedRoute)
+router = APIRouter(prefix=API_PREFIX, tags=["Webhooks"], route_class=AuthenticatedRoute)
 
 
 def _policy(request: Request, ctx: AuthContext) -> ssrf.Policy:
