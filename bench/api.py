@@ -35,37 +35,41 @@ from __future__ import annotations
 
 import argparse
 import collections
-import io
 import json
 import math
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-BENCH_DIR = Path(__file__).resolve().parent
-ROOT = BENCH_DIR.parent
-sys.path.insert(0, str(BENCH_DIR))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from baselines import READ_ID  # noqa: E402
+from baselines import READ_ID
+from common import (
+    API,
+    BENCH_DIR,
+    ENTRY_FILES,
+    FRAME,
+    Server,
+    create_database,
+    drop_databases,
+    package_of,
+    pdf,
+    pg_admin,
+    serve,
+)
 
 #: Requests we let one API key take during one phase (burst 200 + refill 100/min; margin).
 REQUESTS_PER_KEY = 150
-#: Over how many seconds of server life a uvicorn process must answer /healthz.
-START_TIMEOUT = 60.0
-API = "/api/v1"
 
 
 # ------------------------------------------------------------------------------------ results
@@ -111,68 +115,6 @@ class Load:
         return out
 
 
-# ------------------------------------------------------------------------------------ servers
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass
-class Server:
-    base_url: str
-    proc: subprocess.Popen[bytes]
-    log_path: Path
-
-
-def _clean_env() -> dict[str, str]:
-    """Our environment without SIGNBOT_* / SLACK_* (a run must not depend on the caller's)."""
-    return {k: v for k, v in os.environ.items() if not k.startswith(("SIGNBOT_", "SLACK_"))}
-
-
-@contextmanager
-def serve(
-    name: str, argv: list[str], log_dir: Path, env: dict[str, str] | None = None
-) -> Iterator[Server]:
-    """Start one server process, wait for ``/healthz``, yield it, then stop it (by its pid)."""
-    port = free_port()
-    log_path = log_dir / f"{name}.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [*argv, "--port", str(port)],
-            cwd=ROOT,
-            env={**_clean_env(), **(env or {})},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        _wait_healthy(base, proc, log_path)
-        yield Server(base, proc, log_path)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=25)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def _wait_healthy(base: str, proc: subprocess.Popen[bytes], log_path: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            tail = log_path.read_text(errors="replace")[-3000:]
-            raise RuntimeError(f"server exited with {proc.returncode}; log tail:\n{tail}")
-        with suppress(httpx.HTTPError):
-            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                return
-        time.sleep(0.05)
-    raise TimeoutError(f"{base} did not answer /healthz within {START_TIMEOUT} s")
-
-
 # ------------------------------------------------------------------------------------ databases
 
 
@@ -186,16 +128,7 @@ class Databases:
         self.created: list[str] = []
         self._admin: Any = None
         if pg_url:
-            from sqlalchemy import create_engine
-            from sqlalchemy.engine import make_url
-
-            url = make_url(pg_url)
-            if url.get_backend_name() != "postgresql":
-                raise SystemExit("--database-url must be a postgresql:// URL (default: SQLite)")
-            if url.drivername in ("postgresql", "postgres"):
-                url = url.set(drivername="postgresql+psycopg")
-            self._base = url
-            self._admin = create_engine(url, isolation_level="AUTOCOMMIT")
+            self._base, self._admin = pg_admin(pg_url)
 
     @property
     def kind(self) -> str:
@@ -206,30 +139,15 @@ class Databases:
             path = self.tmp / tag / "db.sqlite3"
             path.parent.mkdir(parents=True, exist_ok=True)
             return f"sqlite:///{path}"
-        from sqlalchemy import text
-
         name = f"signbot_bench_{uuid.uuid4().hex[:8]}_{tag.replace('-', '_')}"
-        with self._admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        url = create_database(self._admin, self._base, name)
         self.created.append(name)
-        return str(self._base.set(database=name).render_as_string(hide_password=False))
+        return url
 
     def drop_all(self) -> None:
         if self._admin is None:
             return
-        from sqlalchemy import text
-
-        with self._admin.connect() as conn:
-            for name in self.created:
-                conn.execute(
-                    text(
-                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                        "WHERE datname = :n AND pid <> pg_backend_pid()"
-                    ),
-                    {"n": name},
-                )
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-        self._admin.dispose()
+        drop_databases(self._admin, self.created)
 
 
 # ------------------------------------------------------------------------------------ load
@@ -438,21 +356,10 @@ def prepare_signbot(database_url: str, n_read: int, n_create: int) -> Keys:
         db.dispose()
 
 
-def _pdf(pages: int = 2) -> bytes:
-    from pypdf import PdfWriter
-
-    writer = PdfWriter()
-    for _ in range(pages):
-        writer.add_blank_page(612, 792)
-    buf = io.BytesIO()
-    writer.write(buf)
-    return buf.getvalue()
-
-
 def signbot_fixtures(base_url: str, auth: str) -> tuple[str, str]:
     """Upload one document and create one envelope through the API: (document id, envelope)."""
     with httpx.Client(base_url=base_url + API, headers={"Authorization": auth}, timeout=30) as c:
-        doc = c.post("/documents", files={"file": ("contrat.pdf", _pdf(), "application/pdf")})
+        doc = c.post("/documents", files={"file": ("contrat.pdf", pdf(2), "application/pdf")})
         doc.raise_for_status()
         document_id = doc.json()["id"]
         created = c.post("/envelopes", content=create_body(document_id), headers=_JSON)
@@ -534,9 +441,6 @@ def profile(
     return out
 
 
-_FRAME = re.compile(r"^(?P<func>.+?) \((?P<file>[^()]+?)(?::(?P<line>\d+))?\)$")
-
-
 def summarize_profile(path: Path, top: int = 15) -> str:
     """Where the event loop's CPU goes, in three views of py-spy's raw stacks.
 
@@ -556,7 +460,7 @@ def summarize_profile(path: Path, top: int = 15) -> str:
         stack, _, count_text = line.rpartition(" ")
         if "Runner.run" not in stack or not count_text.isdigit():
             continue
-        frames = [m for m in map(_FRAME.match, stack.split(";")) if m]
+        frames = [m for m in map(FRAME.match, stack.split(";")) if m]
         if not frames:
             continue
         count = int(count_text)
@@ -564,10 +468,10 @@ def summarize_profile(path: Path, top: int = 15) -> str:
         ours = [m for m in frames if m["file"].startswith("bot/")]
         for name in {f"{m['func']} ({m['file']})" for m in ours}:
             inclusive[name] += count
-        leaf = _package(frames[-1]["file"])
+        leaf = package_of(frames[-1]["file"])
         packages[leaf] += count
         # the outermost frames (bot/__main__, cli.serve) are ours too but say nothing
-        inner = next((m for m in reversed(ours) if m["file"] not in _ENTRY_FILES), None)
+        inner = next((m for m in reversed(ours) if m["file"] not in ENTRY_FILES), None)
         where = f"{inner['func']} ({inner['file']}:{inner['line']})" if inner else "(no bot frame)"
         innermost[f"{where} -> {leaf}"] += count
     if not total:
@@ -579,7 +483,7 @@ def summarize_profile(path: Path, top: int = 15) -> str:
         rows = [(name, c) for name, c in counter.most_common() if name not in skip][:n]
         return [f"    {100 * c / total:5.1f}%  {name}" for name, c in rows]
 
-    entry = frozenset(n for n in inclusive if any(f"({f})" in n for f in _ENTRY_FILES))
+    entry = frozenset(n for n in inclusive if any(f"({f})" in n for f in ENTRY_FILES))
     return "\n".join(
         [
             f"  {total} samples of the event loop's thread (CPU only: idle waits excluded)",
@@ -591,18 +495,6 @@ def summarize_profile(path: Path, top: int = 15) -> str:
             *share(packages, 10),
         ]
     )
-
-
-#: Frames of ours that sit at the bottom of every stack (the process entry point).
-_ENTRY_FILES = ("bot/__main__.py", "bot/cli.py")
-
-
-def _package(file: str) -> str:
-    """``sqlalchemy/orm/session.py`` -> ``sqlalchemy``; ``asyncio/events.py`` -> ``asyncio``."""
-    parts = Path(file).parts
-    if "site-packages" in parts:
-        parts = parts[parts.index("site-packages") + 1 :]
-    return parts[0].removesuffix(".py") if parts else file
 
 
 # ------------------------------------------------------------------------------------ report

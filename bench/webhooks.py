@@ -46,15 +46,13 @@ import os
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -63,10 +61,21 @@ from urllib.parse import parse_qs
 
 import httpx
 
-BENCH_DIR = Path(__file__).resolve().parent
-ROOT = BENCH_DIR.parent
-API = "/api/v1"
-START_TIMEOUT = 60.0
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import (
+    API,
+    ENTRY_FILES,
+    FRAME,
+    clean_env,
+    create_database,
+    drop_databases,
+    package_of,
+    pdf,
+    pg_admin,
+    serve,
+)
+
 #: The deliverer's figures (bot/webhooks/delivery.py), mirrored by the baseline client.
 CONCURRENCY = 16
 MAX_CONNECTIONS = CONCURRENCY * 2
@@ -239,63 +248,7 @@ def server_loop() -> str:
     return str(options.get("loop", "auto"))
 
 
-# ------------------------------------------------------------------------------------ processes
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _clean_env() -> dict[str, str]:
-    """Our environment without SIGNBOT_* / SLACK_* (a run must not depend on the caller's)."""
-    return {k: v for k, v in os.environ.items() if not k.startswith(("SIGNBOT_", "SLACK_"))}
-
-
-@dataclass
-class Server:
-    base_url: str
-    proc: subprocess.Popen[bytes]
-    log_path: Path
-
-
-@contextmanager
-def serve(
-    name: str, argv: list[str], log_dir: Path, env: dict[str, str] | None = None
-) -> Iterator[Server]:
-    """Start one server process, wait for ``/healthz``, yield it, then stop it (by its pid)."""
-    port = free_port()
-    log_path = log_dir / f"{name}.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [*argv, "--port", str(port)],
-            cwd=ROOT,
-            env={**_clean_env(), **(env or {})},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            if proc.poll() is not None:
-                tail = log_path.read_text(errors="replace")[-3000:]
-                raise RuntimeError(f"{name} exited with {proc.returncode}; log tail:\n{tail}")
-            with suppress(httpx.HTTPError):
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{name} did not answer /healthz within {START_TIMEOUT} s")
-            time.sleep(0.05)
-        yield Server(base, proc, log_path)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=25)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+# ------------------------------------------------------------------------------------ databases
 
 
 class ThrowawayDatabase:
@@ -309,36 +262,15 @@ class ThrowawayDatabase:
             self.url = f"sqlite:///{(tmp / 'signbot-data' / 'signbot.db').resolve()}"
             self.kind = "sqlite"
             return
-        from sqlalchemy import create_engine, text
-        from sqlalchemy.engine import make_url
-
-        base = make_url(pg_url)
-        if base.get_backend_name() != "postgresql":
-            raise SystemExit("--database-url must be a postgresql:// URL (default: SQLite)")
-        if base.drivername in ("postgresql", "postgres"):
-            base = base.set(drivername="postgresql+psycopg")
-        self._admin = create_engine(base, isolation_level="AUTOCOMMIT")
+        base, self._admin = pg_admin(pg_url)
         self.name = f"signbot_bench_webhooks_{uuid.uuid4().hex[:8]}"
-        with self._admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{self.name}"'))
-        self.url = base.set(database=self.name).render_as_string(hide_password=False)
+        self.url = create_database(self._admin, base, self.name)
         self.kind = "postgresql"
 
     def drop(self) -> None:
-        if self._admin is None:
+        if self._admin is None or self.name is None:
             return
-        from sqlalchemy import text
-
-        with self._admin.connect() as conn:
-            conn.execute(
-                text(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                    "WHERE datname = :n AND pid <> pg_backend_pid()"
-                ),
-                {"n": self.name},
-            )
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{self.name}"'))
-        self._admin.dispose()
+        drop_databases(self._admin, [self.name])
 
 
 # ------------------------------------------------------------------------------------ our app
@@ -376,18 +308,6 @@ def prepare_signbot(database_url: str, n_paced_keys: int) -> Tenant:
         return db.run_sync(work)
     finally:
         db.dispose()
-
-
-def _pdf() -> bytes:
-    import io
-
-    from pypdf import PdfWriter
-
-    writer = PdfWriter()
-    writer.add_blank_page(612, 792)
-    buf = io.BytesIO()
-    writer.write(buf)
-    return buf.getvalue()
 
 
 def envelope_body(document_id: str, n: int) -> dict[str, Any]:
@@ -543,11 +463,6 @@ def stop_profile(proc: subprocess.Popen[bytes], out: Path) -> bool:
     return True
 
 
-_FRAME = re.compile(r"^(?P<func>.+?) \((?P<file>[^()]+?)(?::(?P<line>\d+))?\)$")
-#: Frames at the bottom of every stack of ours (the process entry point): they say nothing.
-_ENTRY_FILES = ("bot/__main__.py", "bot/cli.py")
-
-
 def summarize_profile(path: Path, top: int = 16) -> str:
     """Where our server's wall time went, from py-spy's raw stacks (``--idle --threads``).
 
@@ -564,7 +479,7 @@ def summarize_profile(path: Path, top: int = 16) -> str:
         if not count_text.isdigit():
             continue
         count = int(count_text)
-        frames = [m for m in map(_FRAME.match, stack.split(";")) if m]
+        frames = [m for m in map(FRAME.match, stack.split(";")) if m]
         if not frames:
             continue
         if any(m["func"] == "Runner.run" for m in frames):
@@ -572,14 +487,14 @@ def summarize_profile(path: Path, top: int = 16) -> str:
             if not _loop_idle(frames[-1]):
                 loop_busy += count
         ours = [m for m in frames if m["file"].startswith("bot/")]
-        ours = [m for m in ours if m["file"] not in _ENTRY_FILES]
+        ours = [m for m in ours if m["file"] not in ENTRY_FILES]
         if not ours:
             continue
         total += count
         for name in {f"{m['func']} ({m['file']}:{m['line']})" for m in ours}:
             inclusive[name] += count
         inner = ours[-1]
-        leaf = _package(frames[-1]["file"])
+        leaf = package_of(frames[-1]["file"])
         innermost[f"{inner['func']} ({inner['file']}:{inner['line']}) -> {leaf}"] += count
     if not total:
         return "  (no busy samples)"
@@ -606,14 +521,6 @@ def _loop_idle(leaf: re.Match[str]) -> bool:
     return leaf["func"] == "Runner.run" or (
         leaf["file"] == "selectors.py" and leaf["func"].endswith(".select")
     )
-
-
-def _package(file: str) -> str:
-    """``sqlalchemy/orm/session.py`` -> ``sqlalchemy``; ``<frozen runpy>`` stays as is."""
-    parts = Path(file).parts
-    if "site-packages" in parts:
-        parts = parts[parts.index("site-packages") + 1 :]
-    return parts[0].removesuffix(".py") if parts else file
 
 
 # ------------------------------------------------------------------------------------ main
@@ -695,7 +602,7 @@ def main() -> int:
                 timeout=30,
             )
             # ---- warm-up: one real event end to end; its body is the template for the rest
-            doc = api.post("/documents", files={"file": ("c.pdf", _pdf(), "application/pdf")})
+            doc = api.post("/documents", files={"file": ("c.pdf", pdf(), "application/pdf")})
             doc.raise_for_status()
             document_id = doc.json()["id"]
             api.post("/webhooks", json={"url": hook, "events": ["*"]}).raise_for_status()
@@ -724,7 +631,7 @@ def main() -> int:
                 capture_output=True,
                 text=True,
                 check=True,
-                env=_clean_env(),
+                env=clean_env(),
             )
             bare = json.loads(done.stdout)
             bare_rows = receiver_rows(receiver.base_url, "/bare")

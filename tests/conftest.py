@@ -18,14 +18,13 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from pypdf import PdfWriter
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from bot import migrations
 from bot.accounts import service as accounts
 from bot.app import create_app
 from bot.config import Settings
 from bot.db import Database
+from tests.support.pg import throwaway_database
 from tests.support.servers import free_port, uvicorn_thread
 
 PG_URL = os.environ.get("SIGNBOT_TEST_DATABASE_URL")
@@ -57,34 +56,12 @@ def pdf_bytes() -> bytes:
     return make_pdf(2)
 
 
-def _admin_url(url: str) -> str:
-    parsed = make_url(url)
-    if parsed.drivername in ("postgresql", "postgres"):
-        parsed = parsed.set(drivername="postgresql+psycopg")
-    return parsed.render_as_string(hide_password=False)
-
-
 @pytest.fixture(scope="session")
 def throwaway_pg() -> Iterator[str]:
     """A fresh PostgreSQL database on the configured server, dropped afterwards."""
     assert PG_URL
-    admin = create_engine(_admin_url(PG_URL), isolation_level="AUTOCOMMIT")
-    name = f"signbot_t_{uuid.uuid4().hex[:10]}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(_admin_url(PG_URL)).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(
-                text(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                    "WHERE datname = :n AND pid <> pg_backend_pid()"
-                ),
-                {"n": name},
-            )
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-        admin.dispose()
+    with throwaway_database(PG_URL) as url:
+        yield url
 
 
 @dataclass

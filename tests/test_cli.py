@@ -3,7 +3,6 @@ real ``signbot serve``."""
 
 from __future__ import annotations
 
-import os
 import re
 import time
 import uuid
@@ -14,7 +13,7 @@ import httpx
 import pytest
 
 from tests.conftest import make_pdf
-from tests.support.servers import cli, free_port, signbot_serve
+from tests.support.servers import cli, free_port, served_data_dir, without_signbot_environ
 
 SECRET = re.compile(r"^sk_(test|live)_[A-Za-z0-9]{32}$")
 KEY_ID = re.compile(r"\bkey_[0-9A-Za-z]+\b")
@@ -24,10 +23,7 @@ UNREACHABLE_DB = "postgresql://postgres@127.0.0.1:1/x"
 @pytest.fixture(scope="module", autouse=True)
 def clean_environ() -> Iterator[None]:
     """Only what each test sets: no SIGNBOT_*/SLACK_* configuration from the caller's shell."""
-    with pytest.MonkeyPatch.context() as mp:
-        for name in list(os.environ):
-            if name.startswith(("SIGNBOT_", "SLACK_")):
-                mp.delenv(name)
+    with without_signbot_environ():
         yield
 
 
@@ -36,10 +32,8 @@ def served(
     clean_environ: None, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Path, str]]:
     """One ``signbot serve`` for the module, configured with nothing but its data dir."""
-    data_dir = tmp_path_factory.mktemp("cli") / "signbot-data"
-    data_dir.mkdir()
-    with signbot_serve(data_dir) as base:
-        yield data_dir, base
+    with served_data_dir(tmp_path_factory, "cli") as running:
+        yield running
 
 
 def ok(data_dir: Path, *args: str) -> str:

@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from tests.conftest import make_pdf
-from tests.support.servers import cli, signbot_serve
+from tests.support.servers import cli, served_data_dir, without_signbot_environ
 
 PAGE = Path(
     os.environ.get(
@@ -112,10 +112,7 @@ def test_page_split_and_reindent(snippets: dict[str, str]) -> None:
 @pytest.fixture(scope="module")
 def clean_environ() -> Iterator[None]:
     """No SIGNBOT_*/SLACK_* configuration leaks in from the caller's shell."""
-    with pytest.MonkeyPatch.context() as mp:
-        for name in list(os.environ):
-            if name.startswith(("SIGNBOT_", "SLACK_")):
-                mp.delenv(name)
+    with without_signbot_environ():
         yield
 
 
@@ -123,10 +120,8 @@ def clean_environ() -> Iterator[None]:
 def served(
     clean_environ: None, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Path, str]]:
-    data_dir = tmp_path_factory.mktemp("quickstart") / "signbot-data"
-    data_dir.mkdir()
-    with signbot_serve(data_dir) as base:
-        yield data_dir, base
+    with served_data_dir(tmp_path_factory, "quickstart") as running:
+        yield running
 
 
 def new_key(data_dir: Path, environment: str = "live") -> str:

@@ -15,8 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 from sqlmodel import Session, col, select
 
 from bot import migrations
@@ -33,7 +31,8 @@ from bot.webhooks import delivery, retry, service
 from bot.webhooks.delivery import Outcome, Work
 from bot.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from bot.webhooks.schemas import UpdateWebhookIn
-from tests.conftest import PG_URL, _admin_url
+from tests.conftest import PG_URL
+from tests.support.pg import throwaway_database
 
 BOX = SecretBox(b"x" * 48, "webhook-secrets")
 
@@ -63,21 +62,13 @@ def db(
         database.dispose()
         return
     assert PG_URL
-    admin = create_engine(_admin_url(PG_URL), isolation_level="AUTOCOMMIT")
-    name = f"signbot_jobs_{uuid.uuid4().hex[:10]}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    database = Database(
-        make_url(_admin_url(PG_URL)).set(database=name).render_as_string(hide_password=False)
-    )
-    try:
-        migrations.upgrade(database)
-        yield database
-    finally:
-        database.dispose()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with throwaway_database(PG_URL, prefix="signbot_jobs") as url:
+        database = Database(url)
+        try:
+            migrations.upgrade(database)
+            yield database
+        finally:
+            database.dispose()
 
 
 @dataclass

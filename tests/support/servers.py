@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import uvicorn
 
 
@@ -93,3 +94,25 @@ def cli(
         timeout=60,
         check=False,
     )
+
+
+@contextmanager
+def without_signbot_environ() -> Iterator[None]:
+    """Hide the caller's SIGNBOT_*/SLACK_* configuration from ``os.environ`` for the duration."""
+    with pytest.MonkeyPatch.context() as mp:
+        for name in list(os.environ):
+            if name.startswith(("SIGNBOT_", "SLACK_")):
+                mp.delenv(name)
+        yield
+
+
+@contextmanager
+def served_data_dir(
+    tmp_path_factory: pytest.TempPathFactory, basename: str
+) -> Iterator[tuple[Path, str]]:
+    """A fresh data dir and one ``signbot serve`` on it, configured with nothing else:
+    yields (data dir, base URL)."""
+    data_dir = tmp_path_factory.mktemp(basename) / "signbot-data"
+    data_dir.mkdir()
+    with signbot_serve(data_dir) as base:
+        yield data_dir, base

@@ -8,7 +8,6 @@ import hashlib
 import io
 import json
 import socket
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -27,20 +26,13 @@ from bot.app import create_app
 from bot.config import Settings
 from bot.db import Database
 from tests.conftest import Tenant, draft, make_pdf, upload
+from tests.support.problems import PROBLEM, settle_after_server_error
 from tests.support.servers import free_port, uvicorn_thread
 
-PROBLEM = "application/problem+json"
 MiB = 1 << 20
 
 
 # --- helpers ----------------------------------------------------------------------------------
-
-
-def settle_after_server_error(response: httpx.Response) -> None:
-    """After a 5xx, let the server thread finish logging its traceback before pytest formats
-    ours: on CPython 3.11 both parse source with ``ast`` and can race (an INTERNALERROR)."""
-    if response.status_code >= 500:
-        time.sleep(0.5)
 
 
 def assert_problem(

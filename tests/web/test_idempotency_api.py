@@ -4,22 +4,13 @@ through the real HTTP app: a retry replays the first answer and creates nothing 
 from __future__ import annotations
 
 import base64
-import time
 import uuid
 from typing import Any
 
 import httpx
 
 from tests.conftest import Tenant, draft, make_pdf, upload
-
-PROBLEM = "application/problem+json"
-
-
-def settle_after_server_error(response: httpx.Response) -> None:
-    """After a 5xx, let the server thread finish logging its traceback before pytest formats
-    ours: on CPython 3.11 both parse source with ``ast`` and can race (an INTERNALERROR)."""
-    if response.status_code >= 500:
-        time.sleep(0.5)
+from tests.support.problems import PROBLEM, settle_after_server_error
 
 
 def assert_problem(response: httpx.Response, status: int, code: str) -> dict[str, Any]:

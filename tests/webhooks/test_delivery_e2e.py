@@ -38,8 +38,7 @@ from typing import Any
 import httpx
 import pytest
 from jsonschema import Draft7Validator, FormatChecker
-from sqlalchemy import create_engine, text, update
-from sqlalchemy.engine import make_url
+from sqlalchemy import update
 from sqlmodel import col, select
 from standardwebhooks.webhooks import Webhook
 
@@ -50,7 +49,8 @@ from bot.config import Settings
 from bot.db import Database
 from bot.timeutil import utcnow
 from bot.webhooks.models import WebhookDelivery, WebhookEndpoint
-from tests.conftest import PG_URL, _admin_url, make_pdf
+from tests.conftest import PG_URL, make_pdf
+from tests.support.pg import throwaway_database
 from tests.support.servers import free_port, signbot_serve, uvicorn_thread, wait_healthy
 
 CERTYNEO_DIR = Path(__file__).resolve().parents[3] / "shared" / "certyneo"
@@ -814,29 +814,6 @@ def test_endpoint_failing_three_days_is_disabled_and_patch_reenables(
 # ---------------------------------------------------------------------------- crashes
 
 
-@contextmanager
-def fresh_pg() -> Iterator[str]:
-    """A new PostgreSQL database for one test (as conftest's ``throwaway_pg``), dropped after."""
-    assert PG_URL
-    admin = create_engine(_admin_url(PG_URL), isolation_level="AUTOCOMMIT")
-    name = f"signbot_wh_{uuid.uuid4().hex[:10]}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(_admin_url(PG_URL)).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(
-                text(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                    "WHERE datname = :n AND pid <> pg_backend_pid()"
-                ),
-                {"n": name},
-            )
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-        admin.dispose()
-
-
 class Process:
     """``signbot serve`` as a subprocess whose pid we keep (to SIGKILL it)."""
 
@@ -888,7 +865,8 @@ def database_for(backend: str, data_dir: Path) -> Iterator[tuple[str, dict[str, 
     """(URL, env for subprocesses) of a fresh, migrated database."""
     with ExitStack() as stack:
         if backend == "postgresql":
-            url = stack.enter_context(fresh_pg())
+            assert PG_URL
+            url = stack.enter_context(throwaway_database(PG_URL, prefix="signbot_wh"))
             env = {"SIGNBOT_DATABASE_URL": url}
         else:
             url, env = sqlite_url(data_dir), {}
