@@ -11,6 +11,7 @@ from typing import Any
 import anyio.to_thread
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, StreamingResponse
+from sqlmodel import Session
 
 from bot.accounts.context import AuthContext
 from bot.documents import service
@@ -22,7 +23,7 @@ from bot.timeutil import iso
 from bot.web.auth import AuthenticatedRoute, requires
 from bot.web.pagination import Page, page_params
 from bot.web.paths import API_PREFIX
-from bot.web.responses import idempotent
+from bot.web.responses import Done, idempotent
 
 router = APIRouter(prefix=API_PREFIX, tags=["Documents"], route_class=AuthenticatedRoute)
 
@@ -90,7 +91,7 @@ async def upload_document(request: Request, ctx: AuthContext = requires("envelop
             request, limit_bytes=settings.max_upload_bytes, tmp_dir=work_dir
         )
 
-        async def handler() -> tuple[int, dict[str, Any]]:
+        async def handler(done: Done) -> tuple[int, dict[str, Any]]:
             item = await ingest_file(
                 request,
                 ctx,
@@ -101,8 +102,13 @@ async def upload_document(request: Request, ctx: AuthContext = requires("envelop
                 sha256=received.sha256,
                 work_dir=work_dir,
             )
-            doc = await request.app.state.db.run(lambda s: service.record(s, ctx, item))
-            return 201, document_json(doc)
+
+            def work(session: Session) -> dict[str, Any]:
+                payload = document_json(service.record(session, ctx, item))
+                done(session, 201, payload)
+                return payload
+
+            return 201, await request.app.state.db.run(work)
 
         fingerprint = f"{received.sha256}:{received.name or ''}:{received.filename}".encode()
         return await idempotent(request, ctx, handler, body=fingerprint)

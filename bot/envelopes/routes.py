@@ -31,7 +31,7 @@ from bot.errors import Conflict, FieldError, NotFound, PayloadTooLarge, Validati
 from bot.web.auth import AuthenticatedRoute, requires
 from bot.web.pagination import Page, page_params
 from bot.web.paths import API_PREFIX
-from bot.web.responses import idempotent
+from bot.web.responses import Done, idempotent
 
 router = APIRouter(prefix=API_PREFIX, tags=["Envelopes"], route_class=AuthenticatedRoute)
 
@@ -98,14 +98,18 @@ async def create_envelope(
         return await idempotent(
             request,
             ctx,
-            lambda: _create_legacy(request, ctx, body),
+            lambda done: _create_legacy(request, ctx, body, done),
             keep=_without_tokens,
             restore=_token_restorer(request, ctx),
         )
 
-    async def handler() -> tuple[int, dict[str, Any]]:
-        agg = await db.run(lambda s: service.create(s, ctx, body, secret=secret))
-        return 201, _with_tokens(request, agg)
+    async def handler(done: Done) -> tuple[int, dict[str, Any]]:
+        def work(session: Session) -> dict[str, Any]:
+            payload = _with_tokens(request, service.create(session, ctx, body, secret=secret))
+            done(session, 201, payload)
+            return payload
+
+        return 201, await db.run(work)
 
     return await idempotent(
         request, ctx, handler, keep=_without_tokens, restore=_token_restorer(request, ctx)
@@ -113,7 +117,7 @@ async def create_envelope(
 
 
 async def _create_legacy(
-    request: Request, ctx: AuthContext, body: CreateEnvelopeIn
+    request: Request, ctx: AuthContext, body: CreateEnvelopeIn, done: Done
 ) -> tuple[int, dict[str, Any]]:
     if body.recipients or body.document_ids or body.template_id:
         raise ValidationFailed(
@@ -159,14 +163,20 @@ async def _create_legacy(
         )
         secret = request.app.state.token_secret
 
-        def work(session: Session) -> EnvelopeAggregate:
+        def work(session: Session) -> dict[str, Any]:
             for item in items:
                 documents.record(session, ctx, item)
             session.flush()
             agg = service.create(session, ctx, modern, secret=secret)
-            return service.send(session, ctx, agg.envelope.id)
+            out = _with_tokens(request, service.send(session, ctx, agg.envelope.id))
+            out["signers"] = [
+                {k: r[k] for k in ("id", "email", "name", "status", "accessToken", "signUrl")}
+                for r in out["recipients"]
+            ]
+            done(session, 201, out)
+            return out
 
-        agg = await request.app.state.db.run(work)
+        out = await request.app.state.db.run(work)
     except BaseException:
         # Nothing refers to the files of a request that failed: leave none behind.
         storage = request.app.state.storage
@@ -176,11 +186,6 @@ async def _create_legacy(
         raise
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
-    out = _with_tokens(request, agg)
-    out["signers"] = [
-        {k: r[k] for k in ("id", "email", "name", "status", "accessToken", "signUrl")}
-        for r in out["recipients"]
-    ]
     return 201, out
 
 
@@ -256,9 +261,13 @@ async def delete_envelope(
 async def send_envelope(
     envelope_id: str, request: Request, ctx: AuthContext = requires("envelopes:write")
 ) -> Any:
-    async def handler() -> tuple[int, dict[str, Any]]:
-        agg = await request.app.state.db.run(lambda s: service.send(s, ctx, envelope_id))
-        return 200, _with_tokens(request, agg)
+    async def handler(done: Done) -> tuple[int, dict[str, Any]]:
+        def work(session: Session) -> dict[str, Any]:
+            payload = _with_tokens(request, service.send(session, ctx, envelope_id))
+            done(session, 200, payload)
+            return payload
+
+        return 200, await request.app.state.db.run(work)
 
     return await idempotent(
         request,
@@ -279,9 +288,14 @@ async def void_envelope(
 ) -> Any:
     reason = body.reason if body else None
 
-    async def handler() -> tuple[int, dict[str, Any]]:
-        agg = await request.app.state.db.run(lambda s: service.void(s, ctx, envelope_id, reason))
-        return 200, envelope_json(agg, None, request.app.state.public_url)
+    async def handler(done: Done) -> tuple[int, dict[str, Any]]:
+        def work(session: Session) -> dict[str, Any]:
+            agg = service.void(session, ctx, envelope_id, reason)
+            payload = envelope_json(agg, None, request.app.state.public_url)
+            done(session, 200, payload)
+            return payload
+
+        return 200, await request.app.state.db.run(work)
 
     return await idempotent(request, ctx, handler)
 

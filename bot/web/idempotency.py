@@ -111,29 +111,26 @@ async def claim(
     return Replay(record.status_code, record.body or {})
 
 
-async def store(
-    db: Database, account_id: str, environment: str, key: str, status: int, body: dict[str, Any]
+def store_in(
+    session: Session,
+    account_id: str,
+    environment: str,
+    key: str,
+    status: int,
+    body: dict[str, Any],
 ) -> None:
-    """Keep the answer for replays (a 5xx releases the claim instead)."""
-
-    def save(session: Session) -> None:
-        record = session.exec(
-            select(IdempotencyRecord).where(
-                IdempotencyRecord.account_id == account_id,
-                IdempotencyRecord.environment == environment,
-                IdempotencyRecord.key == key,
-            )
-        ).first()
-        if record is None:
-            return
-        if status >= 500:
-            session.delete(record)
-        else:
-            record.status_code = status
-            record.body = json.loads(json.dumps(body))
-            session.add(record)
-
-    await db.run(save)
+    """Keep the answer for replays, in the caller's transaction (the one doing the work)."""
+    record = session.exec(
+        select(IdempotencyRecord).where(
+            IdempotencyRecord.account_id == account_id,
+            IdempotencyRecord.environment == environment,
+            IdempotencyRecord.key == key,
+        )
+    ).first()
+    if record is not None:
+        record.status_code = status
+        record.body = json.loads(json.dumps(body))
+        session.add(record)
 
 
 def purge_expired(session: Session) -> int:
