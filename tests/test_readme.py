@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from tests.conftest import make_pdf
-from tests.support.servers import cli, signbot_serve
+from tests.support.servers import cli, node_major, signbot_serve
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
@@ -96,15 +96,7 @@ def test_readme_python(served: tuple[str, str, Path]) -> None:
     _check_sent(base, key, _run([sys.executable, str(script)], work, key))
 
 
-def _node_major() -> int:
-    node = shutil.which("node")
-    if not node:
-        return 0
-    out = subprocess.run([node, "--version"], capture_output=True, text=True, check=False)
-    return int(out.stdout.strip().lstrip("v").split(".")[0] or 0)
-
-
-@pytest.mark.skipif(_node_major() < 20, reason="needs Node.js 20 or newer")
+@pytest.mark.skipif((node_major() or 0) < 20, reason="needs Node.js 20 or newer")
 def test_readme_node(served: tuple[str, str, Path]) -> None:
     base, key, work = served
     script = work / "quickstart.mjs"
@@ -135,7 +127,7 @@ def test_readme_webhook_verification_python() -> None:
     assert verify(secret[:-2] + "AA", body, signature) is False  # type: ignore[operator]
 
 
-@pytest.mark.skipif(_node_major() < 20, reason="needs Node.js 20 or newer")
+@pytest.mark.skipif((node_major() or 0) < 20, reason="needs Node.js 20 or newer")
 def test_readme_webhook_verification_node(tmp_path: Path) -> None:
     secret, body, signature = _signed_delivery()
     (tmp_path / "verify.mjs").write_text(_readme_section_blocks("Webhooks")["javascript"])

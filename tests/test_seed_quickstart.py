@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from tests.conftest import make_pdf
-from tests.support.servers import cli, served_data_dir, without_signbot_environ
+from tests.support.servers import cli, node_major, served_data_dir, without_signbot_environ
 
 PAGE = Path(
     os.environ.get(
@@ -159,6 +159,21 @@ def run_env(secret: str) -> dict[str, str]:
     }
 
 
+def run_snippet(command: list[str], workdir: Path, secret: str) -> str:
+    """Run one reconstructed snippet as its reader would; its stdout, after a clean exit."""
+    done = subprocess.run(
+        command,
+        cwd=workdir,
+        env=run_env(secret),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
 def assert_sent(client: httpx.Client, envelope_id: str) -> dict:
     got = client.get(f"/envelopes/{envelope_id}")
     assert got.status_code == 200, got.text
@@ -183,16 +198,7 @@ def test_curl_quickstart(served: tuple[Path, str], snippets: dict[str, str], wor
     assert count == 3
     (workdir / "quickstart.sh").write_text(script, encoding="utf-8")
 
-    done = subprocess.run(
-        ["bash", "quickstart.sh"],
-        cwd=workdir,
-        env=run_env(secret),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
+    run_snippet(["bash", "quickstart.sh"], workdir, secret)
 
     with api(base, secret) as client:
         listed = client.get("/envelopes")
@@ -203,18 +209,9 @@ def test_curl_quickstart(served: tuple[Path, str], snippets: dict[str, str], wor
     assert envelope["recipients"][0]["name"] == "Marie Dubois"
 
 
-def _node_major() -> int | None:
-    node = shutil.which("node")
-    if node is None:
-        return None
-    out = subprocess.run([node, "--version"], capture_output=True, text=True, check=False)
-    match = re.match(r"v(\d+)\.", out.stdout.strip())
-    return int(match.group(1)) if match else None
-
-
 @pytest.mark.node
 def test_node_quickstart(served: tuple[Path, str], snippets: dict[str, str], workdir: Path) -> None:
-    major = _node_major()
+    major = node_major()
     if major is None:
         pytest.skip("the Node quickstart needs `node` (Node.js 20 or later), not installed")
     if major < 20:
@@ -228,18 +225,9 @@ def test_node_quickstart(served: tuple[Path, str], snippets: dict[str, str], wor
     )
     (workdir / "quickstart.mjs").write_text(module, encoding="utf-8")
 
-    done = subprocess.run(
-        ["node", "quickstart.mjs"],
-        cwd=workdir,
-        env=run_env(secret),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    envelope_id = done.stdout.strip().splitlines()[-1]
-    assert ENV_ID.match(envelope_id), done.stdout
+    stdout = run_snippet(["node", "quickstart.mjs"], workdir, secret)
+    envelope_id = stdout.strip().splitlines()[-1]
+    assert ENV_ID.match(envelope_id), stdout
     with api(base, secret) as client:
         assert_sent(client, envelope_id)
 
@@ -252,18 +240,9 @@ def test_python_quickstart(
     source = with_host(reindent_python(snippets["python"]), base, expected=3)
     (workdir / "quickstart.py").write_text(source, encoding="utf-8")
 
-    done = subprocess.run(
-        [sys.executable, "quickstart.py"],
-        cwd=workdir,
-        env=run_env(secret),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    envelope_id = done.stdout.strip().splitlines()[-1]
-    assert ENV_ID.match(envelope_id), done.stdout
+    stdout = run_snippet([sys.executable, "quickstart.py"], workdir, secret)
+    envelope_id = stdout.strip().splitlines()[-1]
+    assert ENV_ID.match(envelope_id), stdout
     with api(base, secret) as client:
         assert_sent(client, envelope_id)
 

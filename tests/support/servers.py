@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -116,3 +118,14 @@ def served_data_dir(
     data_dir.mkdir()
     with signbot_serve(data_dir) as base:
         yield data_dir, base
+
+
+def node_major() -> int | None:
+    """The installed Node.js major version, or None without ``node`` (tests that run the
+    quickstarts in Node skip, saying so, rather than fail on a machine without it)."""
+    node = shutil.which("node")
+    if node is None:
+        return None
+    out = subprocess.run([node, "--version"], capture_output=True, text=True, check=False)
+    match = re.match(r"v(\d+)\.", out.stdout.strip())
+    return int(match.group(1)) if match else None
