@@ -10,6 +10,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Any
 
 import anyio.to_thread
@@ -21,11 +22,18 @@ from bot.accounts.routes import router as accounts_router
 from bot.config import Settings
 from bot.db import Database, check_reachable
 from bot.deployment import box_key, signing_secret
+from bot.documents.previews import Previews
 from bot.documents.routes import router as documents_router
 from bot.documents.storage import build_storage
 from bot.envelopes.routes import router as envelopes_router
+from bot.jobs.tasks import Kind
 from bot.jobs.worker import Worker
 from bot.secretbox import SecretBox
+from bot.signing.certs import load_identity
+from bot.signing.finalize import Finalizer
+from bot.signing.mailer import Mailer
+from bot.signing.pages import router as signing_router
+from bot.signing.seal import Sealer
 from bot.web.auth import Authenticator, RateLimitHeaders
 from bot.web.bodylimit import BodyLimit
 from bot.web.limiter import Limiter, build_limiter
@@ -41,6 +49,7 @@ log = logging.getLogger("signbot")
 EXTENSIONS = {
     ("GET", f"{API_PREFIX}/documents/{{document_id}}/content"),
     ("POST", f"{API_PREFIX}/envelopes/{{envelope_id}}/void"),
+    ("POST", f"{API_PREFIX}/envelopes/{{envelope_id}}/remind"),
     ("PATCH", f"{API_PREFIX}/webhooks/{{webhook_id}}"),
     ("POST", f"{API_PREFIX}/webhooks/{{webhook_id}}/rotate-secret"),
     ("GET", f"{API_PREFIX}/webhooks/{{webhook_id}}/deliveries"),
@@ -80,7 +89,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         worker = None
         if settings.role in ("all", "worker"):
-            worker = Worker(settings, db, secret_box)
+            worker = Worker(settings, db, secret_box, _task_kinds(app, settings))
             worker.start()
             app.state.worker = worker
         flusher = asyncio.create_task(_flush_periodically(authenticator))
@@ -106,6 +115,7 @@ def create_app(
     app.state.db = db
     app.state.public_url = settings.effective_public_url
     app.state.storage = build_storage(settings.storage_url, settings.storage_root)
+    app.state.previews = Previews(app.state.storage)
     app.state.limiter = limiter
     app.state.authenticator = authenticator
     app.state.token_secret = token_secret
@@ -115,7 +125,13 @@ def create_app(
         # Matched in order, the busiest (envelopes) first. The routes go straight into the
         # app's own list: on this FastAPI an included router is one more matching pass on
         # every request.
-        for router in (envelopes_router, documents_router, accounts_router, webhooks_router):
+        for router in (
+            envelopes_router,
+            documents_router,
+            accounts_router,
+            webhooks_router,
+            signing_router,
+        ):
             app.router.routes.extend(router.routes)
     app.include_router(_operations_router())
     install_problem_handlers(app)
@@ -135,6 +151,21 @@ def create_app(
         large_routes=frozenset({f"POST {API_PREFIX}/documents", f"POST {API_PREFIX}/envelopes"}),
     )
     return app
+
+
+def _task_kinds(app: FastAPI, settings: Settings) -> dict[str, Kind]:
+    """The background tasks and their handlers: sealing, email, SMS."""
+    state = app.state
+    identity = load_identity(settings.data_dir, settings.seal_p12, settings.seal_p12_password)
+    sealer = Sealer(identity, tsa_url=settings.tsa_url)
+    finalizer = Finalizer(state.db, state.storage, sealer, settings.effective_public_url)
+    mailer = Mailer(settings, state.db, state.storage, state.token_secret, state.secret_box)
+    return {
+        # never given up: an envelope must not stay unsealed (a TSA may be down for a while)
+        "finalize": Kind(finalizer, max_attempts=None, lease=timedelta(minutes=5)),
+        "mail": Kind(mailer.mail, max_attempts=8, on_give_up=mailer.give_up_mail),
+        "sms": Kind(mailer.sms, max_attempts=6, on_give_up=mailer.give_up_sms),
+    }
 
 
 async def _flush_periodically(authenticator: Authenticator, every: float = 5.0) -> None:

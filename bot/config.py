@@ -42,6 +42,24 @@ class Settings(BaseSettings):
     webhook_allow_private: bool = False
     """Lift the SSRF guard (webhooks to loopback/private addresses), for development and tests."""
     webhook_timeout_seconds: float = Field(default=10.0, gt=0)
+    seal_p12: Path | None = None
+    """PKCS#12 file with the deployment's sealing key and certificate (chain included).
+    Unset: a self-signed root and seal certificate are generated under ``{data_dir}/seal``."""
+    seal_p12_password: str | None = None
+    tsa_url: str | None = None
+    """RFC 3161 timestamp authority: seals become PAdES B-T, with validation data (B-LT)."""
+    smtp_url: str | None = None
+    """``smtp://user:pass@host:port`` (STARTTLS when offered; ``?starttls=require``),
+    ``smtps://…`` for implicit TLS. Unset: mail is written as ``.eml`` under
+    ``{data_dir}/mail``. Sandbox (``sk_test_``) envelopes never use it."""
+    smtp_from: str = "signbot@localhost"
+    """Envelope sender address; the display name is the account's name."""
+    smtp_timeout_seconds: float = Field(default=20.0, gt=0)
+    sms_url: str | None = None
+    """Twilio-compatible Messages endpoint, credentials in the URL
+    (``https://SID:TOKEN@api.twilio.com/2010-04-01/Accounts/SID/Messages.json``).
+    Unset: SMS are written under ``{data_dir}/sms``."""
+    sms_from: str | None = None
     role: Literal["all", "api", "worker"] = "all"
     host: str = "127.0.0.1"
     port: int = 8000

@@ -73,6 +73,11 @@ class NotFound(SignbotError):
 class Conflict(SignbotError):
     code = "CONFLICT"
 
+    def __init__(self, message: str, retry_after: int | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        """Set when the conflict resolves by itself (a seal in progress): seconds to wait."""
+
 
 class IllegalTransition(Conflict):
     """The envelope lifecycle refused a transition; the message says why."""

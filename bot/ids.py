@@ -23,6 +23,7 @@ PREFIXES = {
     "event": "evt",
     "template": "tpl",
     "outbox": "obx",
+    "task": "tsk",
 }
 
 _ID_RE = re.compile(r"^[a-z]{2,4}_[0-9A-HJKMNP-TV-Z]{26}$")

@@ -3,14 +3,22 @@
 from bot.accounts.models import Account, ApiKey, Workspace
 from bot.deployment import DeploymentSetting
 from bot.documents.models import Document
-from bot.envelopes.models import Envelope, EnvelopeDocument, EnvelopeField, Recipient
-from bot.jobs.models import OutboxEvent
+from bot.envelopes.models import (
+    AuditEvent,
+    Envelope,
+    EnvelopeDocument,
+    EnvelopeField,
+    Recipient,
+    Signature,
+)
+from bot.jobs.models import OutboxEvent, Task
 from bot.web.idempotency import IdempotencyRecord
 from bot.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 
 __all__ = [
     "Account",
     "ApiKey",
+    "AuditEvent",
     "DeploymentSetting",
     "Document",
     "Envelope",
@@ -19,6 +27,8 @@ __all__ = [
     "IdempotencyRecord",
     "OutboxEvent",
     "Recipient",
+    "Signature",
+    "Task",
     "WebhookAttempt",
     "WebhookDelivery",
     "WebhookEndpoint",

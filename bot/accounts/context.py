@@ -35,11 +35,24 @@ class AuthContext:
 
 
 def get_owned(
-    session: Session, model: type[OwnedT], kind: str, ctx: AuthContext, object_id: str
+    session: Session,
+    model: type[OwnedT],
+    kind: str,
+    ctx: AuthContext,
+    object_id: str,
+    *,
+    lock: bool = False,
 ) -> OwnedT:
     """The tenant's object ``object_id`` of ``model``; anything else — malformed, absent, another
-    account's or the other environment's — is the same 404, so ids leak nothing."""
-    found: Any = session.get(model, object_id) if looks_like(kind, object_id) else None
+    account's or the other environment's — is the same 404, so ids leak nothing.
+
+    ``lock`` takes the row for update (PostgreSQL), so concurrent changes to one object queue
+    up instead of both reading the same state."""
+    found: Any = (
+        session.get(model, object_id, with_for_update=True if lock else None)
+        if looks_like(kind, object_id)
+        else None
+    )
     if found is None or found.account_id != ctx.account_id or found.environment != ctx.environment:
         raise NotFound(f"{kind.capitalize()} {object_id[:60]} not found")
     return found  # type: ignore[no-any-return]

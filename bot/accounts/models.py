@@ -19,6 +19,9 @@ class Account(SQLModel, table=True):
     email: str | None = Field(default=None, max_length=320)
     plan: str = Field(default="self-hosted", max_length=40)
     is_default: bool = Field(default=False)
+    reminder_interval_days: int = 3
+    """Default reminder cadence of this account's envelopes (0: none)."""
+    reminder_max_count: int = 3
     created_at: datetime = Field(default_factory=utcnow)
 
 

@@ -10,7 +10,7 @@ from sqlalchemy import or_
 from sqlmodel import Session, col, select
 
 from bot.accounts.context import AuthContext
-from bot.envelopes import lifecycle
+from bot.envelopes import audit, lifecycle
 from bot.envelopes.models import Envelope
 from bot.envelopes.queries import load_many
 from bot.envelopes.service import apply, state_of
@@ -42,7 +42,14 @@ def release_scheduled(session: Session) -> int:
     )
     for agg in load_many(session, rows):
         agg.envelope.sent_at = now
-        apply(session, _context(agg.envelope), agg, lifecycle.release(state_of(agg)), now=now)
+        apply(
+            session,
+            _context(agg.envelope),
+            agg,
+            lifecycle.release(state_of(agg)),
+            now=now,
+            actor=audit.SYSTEM,
+        )
     return len(rows)
 
 
@@ -67,6 +74,8 @@ def expire_due(session: Session) -> int:
             agg,
             lifecycle.expire(state),
             now=now,
+            actor=audit.SYSTEM,
+            details={"missingSigners": missing},
             missingSigners=missing,
         )
     return len(rows)

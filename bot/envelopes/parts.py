@@ -135,6 +135,7 @@ def write_recipients(
             routing_order=route,
             phone=r.phone,
             authentication=r.authentication if r.authentication != "NONE" else None,
+            locale=r.locale,
             token_hash=tokens.lookup_hash(tokens.derive(secret, rid, 1)),
         )
         rows.append(row)

@@ -48,6 +48,12 @@ def recipient_json(
     _put(out, "declineReason", recipient.decline_reason)
     _put(out, "phone", recipient.phone)
     _put(out, "authentication", recipient.authentication)
+    _put(out, "locale", recipient.locale)
+    # extensions: whether the last email / SMS left, so a failing server is never silent
+    _put(out, "emailStatus", recipient.email_status)
+    _put(out, "emailError", recipient.email_error)
+    _put(out, "smsStatus", recipient.sms_status)
+    _put(out, "smsError", recipient.sms_error)
     if token is not None:
         out["accessToken"] = token
         out["signUrl"] = sign_url(public_url, token)
@@ -112,4 +118,12 @@ def envelope_json(
     _put(out, "sentAt", iso(env.sent_at))
     _put(out, "voidedAt", iso(env.voided_at))
     _put(out, "voidReason", env.void_reason)
+    _put(out, "finishedAt", iso(env.finished_at))
+    _put(out, "sealedAt", iso(env.sealed_at))
+    out["reminders"] = {
+        "intervalDays": env.reminder_interval_days,
+        "maxCount": env.reminder_max_count,
+        "sent": env.reminders_sent,
+    }
+    _put(out["reminders"], "nextAt", iso(env.next_reminder_at))
     return out

@@ -20,8 +20,8 @@ from bot.ids import looks_like
 from bot.signing import tokens
 
 
-def _get_row(session: Session, ctx: AuthContext, envelope_id: str) -> Envelope:
-    return get_owned(session, Envelope, "envelope", ctx, envelope_id)
+def _get_row(session: Session, ctx: AuthContext, envelope_id: str, lock: bool) -> Envelope:
+    return get_owned(session, Envelope, "envelope", ctx, envelope_id, lock=lock)
 
 
 def load_many(session: Session, envelopes: list[Envelope]) -> list[EnvelopeAggregate]:
@@ -55,8 +55,12 @@ def load_many(session: Session, envelopes: list[Envelope]) -> list[EnvelopeAggre
     ]
 
 
-def load(session: Session, ctx: AuthContext, envelope_id: str) -> EnvelopeAggregate:
-    return load_many(session, [_get_row(session, ctx, envelope_id)])[0]
+def load(
+    session: Session, ctx: AuthContext, envelope_id: str, *, lock: bool = False
+) -> EnvelopeAggregate:
+    """The aggregate for a change; ``lock`` holds the envelope row until commit (every change
+    that moves the envelope or appends to its audit log takes it)."""
+    return load_many(session, [_get_row(session, ctx, envelope_id, lock)])[0]
 
 
 _ENVELOPES = Envelope.__table__  # type: ignore[attr-defined]

@@ -13,13 +13,13 @@ from typing import Any, Literal
 
 import anyio.to_thread
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlmodel import Session
 
 from bot.accounts.context import AuthContext
 from bot.documents import service as documents
 from bot.documents.routes import ingest_file
-from bot.envelopes import parts, queries, service
+from bot.envelopes import audit, parts, queries, reminders, service
 from bot.envelopes.lifecycle import EnvelopeStatus, Role, is_finished
 from bot.envelopes.presenters import EnvelopeAggregate, envelope_json
 from bot.envelopes.schemas import (
@@ -27,7 +27,14 @@ from bot.envelopes.schemas import (
     UpdateEnvelopeIn,
     VoidIn,
 )
-from bot.errors import Conflict, FieldError, NotFound, PayloadTooLarge, ValidationFailed
+from bot.errors import (
+    Conflict,
+    FieldError,
+    Gone,
+    NotFound,
+    PayloadTooLarge,
+    ValidationFailed,
+)
 from bot.web.auth import AuthenticatedRoute, requires
 from bot.web.pagination import Page, page_params
 from bot.web.paths import API_PREFIX
@@ -47,6 +54,12 @@ StatusFilter = Literal[
     "EXPIRED",
     "RETURNED_TO_SENDER",
 ]
+
+
+def _actor(request: Request, ctx: AuthContext) -> audit.Actor:
+    """The API caller as the audit log names it: key, address and client."""
+    client = request.client.host if request.client else None
+    return audit.api_actor(ctx.key_id, client, request.headers.get("user-agent"))
 
 
 def _with_tokens(request: Request, agg: EnvelopeAggregate) -> dict[str, Any]:
@@ -103,9 +116,13 @@ async def create_envelope(
             restore=_token_restorer(request, ctx),
         )
 
+    actor = _actor(request, ctx)
+
     async def handler(done: Done) -> tuple[int, dict[str, Any]]:
         def work(session: Session) -> dict[str, Any]:
-            payload = _with_tokens(request, service.create(session, ctx, body, secret=secret))
+            payload = _with_tokens(
+                request, service.create(session, ctx, body, secret=secret, actor=actor)
+            )
             done(session, 201, payload)
             return payload
 
@@ -119,6 +136,7 @@ async def create_envelope(
 async def _create_legacy(
     request: Request, ctx: AuthContext, body: CreateEnvelopeIn, done: Done
 ) -> tuple[int, dict[str, Any]]:
+    actor = _actor(request, ctx)
     if body.recipients or body.document_ids or body.template_id:
         raise ValidationFailed(
             "The one-shot form (signers + documents) cannot be mixed with "
@@ -167,8 +185,8 @@ async def _create_legacy(
             for item in items:
                 documents.record(session, ctx, item)
             session.flush()
-            agg = service.create(session, ctx, modern, secret=secret)
-            out = _with_tokens(request, service.send(session, ctx, agg.envelope.id))
+            agg = service.create(session, ctx, modern, secret=secret, actor=actor)
+            out = _with_tokens(request, service.send(session, ctx, agg.envelope.id, actor))
             out["signers"] = [
                 {k: r[k] for k in ("id", "email", "name", "status", "accessToken", "signUrl")}
                 for r in out["recipients"]
@@ -261,9 +279,11 @@ async def delete_envelope(
 async def send_envelope(
     envelope_id: str, request: Request, ctx: AuthContext = requires("envelopes:write")
 ) -> Any:
+    actor = _actor(request, ctx)
+
     async def handler(done: Done) -> tuple[int, dict[str, Any]]:
         def work(session: Session) -> dict[str, Any]:
-            payload = _with_tokens(request, service.send(session, ctx, envelope_id))
+            payload = _with_tokens(request, service.send(session, ctx, envelope_id, actor))
             done(session, 200, payload)
             return payload
 
@@ -288,9 +308,11 @@ async def void_envelope(
 ) -> Any:
     reason = body.reason if body else None
 
+    actor = _actor(request, ctx)
+
     async def handler(done: Done) -> tuple[int, dict[str, Any]]:
         def work(session: Session) -> dict[str, Any]:
-            agg = service.void(session, ctx, envelope_id, reason)
+            agg = service.void(session, ctx, envelope_id, reason, actor)
             payload = envelope_json(agg, None, request.app.state.public_url)
             done(session, 200, payload)
             return payload
@@ -300,11 +322,46 @@ async def void_envelope(
     return await idempotent(request, ctx, handler)
 
 
-def _not_ready(agg: EnvelopeAggregate, what: str, ready: bool) -> Conflict:
-    status = agg.envelope.status
-    if not ready:
-        return Conflict(f"Envelope is {status}; the {what} exists once it is COMPLETED")
-    return Conflict(f"The {what} of envelope {agg.envelope.id} is not available on this server yet")
+@router.post("/envelopes/{envelope_id}/remind", summary="Remind pending recipients now")
+async def remind_envelope(
+    envelope_id: str, request: Request, ctx: AuthContext = requires("envelopes:write")
+) -> Any:
+    """Extension: a reminder email (and SMS) to every signer or approver who still has to
+    act, now. Answers who was reminded; 409 when the envelope is not in progress."""
+    actor = _actor(request, ctx)
+
+    def work(session: Session) -> dict[str, Any]:
+        _, waiting = reminders.remind_now(session, ctx, envelope_id, actor)
+        return {
+            "success": True,
+            "reminded": [{"id": r.id, "email": r.email, "name": r.name} for r in waiting],
+        }
+
+    payload = await request.app.state.db.run(work)
+    _wake(request)
+    return payload
+
+
+def _wake(request: Request) -> None:
+    worker = getattr(request.app.state, "worker", None)
+    if worker is not None:
+        worker.wake()
+
+
+async def _stored_pdf(request: Request, key: str | None, filename: str) -> Response:
+    """A stored PDF as an attachment; 410 when retention purged it."""
+    storage = request.app.state.storage
+    try:
+        data = await storage.read_bytes(key) if key else None
+    except FileNotFoundError:
+        data = None
+    if data is None:
+        raise Gone(f"The file {filename} is no longer available (purged by retention)")
+    return Response(
+        data,
+        media_type="application/pdf",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
 
 
 @router.get(
@@ -315,8 +372,22 @@ def _not_ready(agg: EnvelopeAggregate, what: str, ready: bool) -> Conflict:
 async def signed_document(
     envelope_id: str, request: Request, ctx: AuthContext = requires("envelopes:read")
 ) -> Any:
-    agg = await request.app.state.db.run(lambda s: queries.load(s, ctx, envelope_id))
-    raise _not_ready(agg, "signed document", agg.envelope.status == EnvelopeStatus.COMPLETED)
+    """The sealed PDF: every document, the signature page and the certificate page, sealed
+    with the deployment's certificate (PAdES). 409 before COMPLETED, and for the moment
+    between the last signature and the seal (``Retry-After`` says when to look again)."""
+    envelope = (
+        await request.app.state.db.run(lambda s: queries.load(s, ctx, envelope_id))
+    ).envelope
+    if envelope.status != EnvelopeStatus.COMPLETED:
+        raise Conflict(
+            f"Envelope is {envelope.status}; the signed document exists once it is COMPLETED"
+        )
+    if envelope.sealed_at is None:
+        raise Conflict(
+            "Envelope is COMPLETED and its signed document is being sealed; retry in a few seconds",
+            retry_after=2,
+        )
+    return await _stored_pdf(request, envelope.signed_document_key, f"{envelope.id}-signed.pdf")
 
 
 @router.get(
@@ -327,11 +398,20 @@ async def signed_document(
 async def audit_trail(
     envelope_id: str, request: Request, ctx: AuthContext = requires("envelopes:read")
 ) -> Any:
-    agg = await request.app.state.db.run(lambda s: queries.load(s, ctx, envelope_id))
-    finished = is_finished(EnvelopeStatus(agg.envelope.status))
-    if not finished:
+    """The sealed audit trail (every event, hash-chained). 409 while the envelope is in
+    progress; 200 once it is COMPLETED, DECLINED, VOIDED or EXPIRED."""
+    envelope = (
+        await request.app.state.db.run(lambda s: queries.load(s, ctx, envelope_id))
+    ).envelope
+    if not is_finished(EnvelopeStatus(envelope.status)):
         raise Conflict(
-            f"Envelope is {agg.envelope.status}; the audit trail is available once it is "
+            f"Envelope is {envelope.status}; the audit trail is available once it is "
             "finished (COMPLETED, DECLINED, VOIDED or EXPIRED)"
         )
-    raise _not_ready(agg, "audit trail", True)
+    if envelope.audit_trail_key is None:
+        raise Conflict(
+            f"Envelope is {envelope.status}; its audit trail is being sealed, retry in a few "
+            "seconds",
+            retry_after=2,
+        )
+    return await _stored_pdf(request, envelope.audit_trail_key, f"{envelope.id}-audit-trail.pdf")

@@ -126,8 +126,18 @@ class FieldIn(_In):
         return self
 
 
+class RemindersIn(_In):
+    """Extension: reminder emails to whoever still has to act, every ``intervalDays`` days,
+    at most ``maxCount`` times. ``intervalDays: 0`` sends none. Default: the account's."""
+
+    interval_days: int = Field(ge=0, le=365)
+    max_count: int = Field(default=3, ge=0, le=50)
+
+
 class _EnvelopeBody(_In):
     """Members shared by create and update."""
+
+    reminders: RemindersIn | None = None
 
     message: Text | None = Field(default=None, max_length=10000)
     document_ids: list[Annotated[Line, Field(max_length=40)]] | None = Field(

@@ -9,30 +9,45 @@ outbox in the same transaction.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import delete as sql_delete
 from sqlmodel import Session, col
 
 from bot.accounts.context import AuthContext
+from bot.accounts.models import Account
 from bot.db import insert_rows, plain_row
+from bot.envelopes import audit, lifecycle, notices, parts
 from bot.envelopes import category as categories
-from bot.envelopes import lifecycle, parts
+from bot.envelopes.audit import Actor
 from bot.envelopes.events import envelope_data, recipient_data
 from bot.envelopes.models import Envelope, EnvelopeDocument, EnvelopeField, Recipient
 from bot.envelopes.presenters import EnvelopeAggregate
 from bot.envelopes.queries import load
-from bot.envelopes.schemas import CreateEnvelopeIn, FieldIn, RecipientIn, UpdateEnvelopeIn
+from bot.envelopes.schemas import (
+    CreateEnvelopeIn,
+    FieldIn,
+    RecipientIn,
+    RemindersIn,
+    UpdateEnvelopeIn,
+)
 from bot.errors import FieldError, ValidationFailed
 from bot.ids import new_id
 from bot.jobs.outbox import emit
-from bot.timeutil import utcnow
+from bot.jobs.tasks import enqueue
+from bot.timeutil import iso, utcnow
 
 # ---------------------------------------------------------------- use cases
 
 
 def create(
-    session: Session, ctx: AuthContext, body: CreateEnvelopeIn, *, secret: bytes
+    session: Session,
+    ctx: AuthContext,
+    body: CreateEnvelopeIn,
+    *,
+    secret: bytes,
+    actor: Actor | None = None,
 ) -> EnvelopeAggregate:
     """A DRAFT envelope; emits ``envelope.created``."""
     now = utcnow()
@@ -71,6 +86,7 @@ def create(
         metadata_=body.metadata or {},
         expires_at=parts.future("expiresAt", body.expires_at, now),
         send_at=parts.future("sendAt", body.send_at, now),
+        **_reminders(session, ctx, body.reminders),
         created_at=now,
         updated_at=now,
     )
@@ -81,6 +97,14 @@ def create(
     parts.write_documents(session, envelope, documents, replace=False)
     insert_rows(session, Recipient, recipients)
     fields = parts.write_fields(session, envelope, fields_in, recipients, replace=False)
+    audit.record(
+        session,
+        envelope.id,
+        "envelope.created",
+        actor or audit.api_actor(ctx.key_id),
+        {"subject": envelope.subject, "documents": [d.id for d in documents]},
+        at=now,
+    )
     emit(
         session,
         account_id=ctx.account_id,
@@ -126,6 +150,9 @@ def update(
         envelope.initials_on_every_page = bool(body.initials_on_every_page)
     if "metadata" in given:
         envelope.metadata_ = body.metadata or {}
+    if "reminders" in given:
+        for name, value in _reminders(session, ctx, body.reminders).items():
+            setattr(envelope, name, value)
     if "expires_at" in given:
         envelope.expires_at = parts.future("expiresAt", body.expires_at, now)
     if "send_at" in given:
@@ -152,6 +179,7 @@ def update(
                 order=r.order,
                 phone=r.phone,
                 authentication=r.authentication,
+                locale=r.locale,
             )
             for r in agg.recipients
         ]
@@ -209,6 +237,21 @@ def delete(session: Session, ctx: AuthContext, envelope_id: str) -> None:
     session.delete(agg.envelope)
 
 
+def _reminders(session: Session, ctx: AuthContext, given: RemindersIn | None) -> dict[str, int]:
+    """The envelope's reminder cadence: as given, else the account's default."""
+    if given is not None:
+        return {
+            "reminder_interval_days": given.interval_days,
+            "reminder_max_count": given.max_count if given.interval_days else 0,
+        }
+    account = session.get(Account, ctx.account_id)
+    interval = account.reminder_interval_days if account else 0
+    return {
+        "reminder_interval_days": interval,
+        "reminder_max_count": account.reminder_max_count if account and interval else 0,
+    }
+
+
 def state_of(agg: EnvelopeAggregate) -> lifecycle.EnvelopeState:
     return lifecycle.EnvelopeState(
         status=lifecycle.EnvelopeStatus(agg.envelope.status),
@@ -233,11 +276,18 @@ def apply(
     *,
     now: datetime,
     subject_id: str | None = None,
+    actor: Actor | None = None,
+    details: dict[str, Any] | None = None,
     **extra: object,
 ) -> None:
-    """Write a lifecycle transition: statuses, invitation times, and its events (outbox)."""
+    """Write a lifecycle transition and everything that follows from it, in the caller's
+    transaction: statuses and times, one audit entry and one outbox event per event, the
+    invitations and notices (tasks), reminders scheduled or stopped, and the finalize job
+    (seal, audit trail) once the envelope is finished. ``subject_id`` is the recipient who
+    acted; ``details`` go into the audit entries."""
     envelope = agg.envelope
-    envelope.status = transition.state.status.value
+    new_status = transition.state.status
+    envelope.status = new_status.value
     envelope.updated_at = now
     by_id = {r.id: r for r in agg.recipients}
     for state in transition.state.recipients:
@@ -249,8 +299,24 @@ def apply(
             session.add(row)
     for rid in transition.invited:
         by_id[rid].sent_at = now
+    if transition.events[:1] in (("envelope.sent",), ("envelope.resubmitted",)):
+        _schedule_reminders(envelope, now)
+    if new_status.is_finished and envelope.finished_at is None:
+        envelope.finished_at = now
+        envelope.next_reminder_at = None
+        if new_status is lifecycle.EnvelopeStatus.COMPLETED:
+            envelope.completed_at = now
+        enqueue(
+            session,
+            "finalize",
+            {"envelopeId": envelope.id},
+            envelope_id=envelope.id,
+            key=envelope.id,
+        )
     session.add(envelope)
+    who = actor or audit.api_actor(ctx.key_id)
     for event in transition.events:
+        audit.record(session, envelope.id, event, who, details, at=now)
         if event.startswith("recipient.") and subject_id is not None:
             data = recipient_data(envelope, by_id[subject_id])
         else:
@@ -263,12 +329,25 @@ def apply(
             envelope_id=envelope.id,
             data=data,
         )
+    notices.invite(session, envelope, [by_id[rid] for rid in transition.invited])
+    notices.on_events(session, envelope, agg.recipients, transition.events, actor_id=subject_id)
 
 
-def send(session: Session, ctx: AuthContext, envelope_id: str) -> EnvelopeAggregate:
+def _schedule_reminders(envelope: Envelope, now: datetime) -> None:
+    """Reminders restart whenever the envelope is (re)sent."""
+    envelope.reminders_sent = 0
+    if envelope.reminder_interval_days > 0 and envelope.reminder_max_count > 0:
+        envelope.next_reminder_at = now + timedelta(days=envelope.reminder_interval_days)
+    else:
+        envelope.next_reminder_at = None
+
+
+def send(
+    session: Session, ctx: AuthContext, envelope_id: str, actor: Actor | None = None
+) -> EnvelopeAggregate:
     """DRAFT → SENT (or SCHEDULED when ``sendAt`` is ahead): the first group is invited."""
     now = utcnow()
-    agg = load(session, ctx, envelope_id)
+    agg = load(session, ctx, envelope_id, lock=True)
     envelope = agg.envelope
     if not agg.document_ids:
         raise ValidationFailed.field("documentIds", "the envelope has no document to sign")
@@ -285,19 +364,41 @@ def send(session: Session, ctx: AuthContext, envelope_id: str) -> EnvelopeAggreg
     transition = lifecycle.schedule(state) if scheduled else lifecycle.send(state)
     if not scheduled:
         envelope.sent_at = now
-    apply(session, ctx, agg, transition, now=now)
+    if scheduled:
+        audit.record(
+            session,
+            envelope.id,
+            "envelope.scheduled",
+            actor or audit.api_actor(ctx.key_id),
+            {"sendAt": iso(envelope.send_at)},
+            at=now,
+        )
+    apply(session, ctx, agg, transition, now=now, actor=actor)
     session.flush()
     return agg
 
 
 def void(
-    session: Session, ctx: AuthContext, envelope_id: str, reason: str | None
+    session: Session,
+    ctx: AuthContext,
+    envelope_id: str,
+    reason: str | None,
+    actor: Actor | None = None,
 ) -> EnvelopeAggregate:
     now = utcnow()
-    agg = load(session, ctx, envelope_id)
+    agg = load(session, ctx, envelope_id, lock=True)
     transition = lifecycle.void(state_of(agg))
     agg.envelope.voided_at = now
     agg.envelope.void_reason = reason or None
-    apply(session, ctx, agg, transition, now=now, voidReason=reason or None)
+    apply(
+        session,
+        ctx,
+        agg,
+        transition,
+        now=now,
+        actor=actor,
+        details={"reason": reason or None},
+        voidReason=reason or None,
+    )
     session.flush()
     return agg

@@ -19,9 +19,11 @@ from sqlmodel import Session, col
 
 from bot.config import Settings
 from bot.db import Database
-from bot.envelopes import clock
+from bot.envelopes import clock, reminders
 from bot.jobs.dispatch import dispatch
-from bot.jobs.models import OutboxEvent
+from bot.jobs.models import OutboxEvent, Task
+from bot.jobs.tasks import BATCH as TASK_BATCH
+from bot.jobs.tasks import Kind, TaskRunner
 from bot.secretbox import SecretBox
 from bot.timeutil import utcnow
 from bot.web.idempotency import purge_expired
@@ -52,12 +54,24 @@ def housekeeping(session: Session) -> None:
             col(OutboxEvent.dispatched_at).is_not(None), col(OutboxEvent.occurred_at) < cutoff
         )
     )
+    session.exec(  # type: ignore[call-overload]
+        delete(Task).where(col(Task.status) == "done", col(Task.finished_at) < cutoff)
+    )
     purge_expired(session)
 
 
 class Worker:
-    def __init__(self, settings: Settings, db: Database, box: SecretBox) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        box: SecretBox,
+        kinds: dict[str, Kind] | None = None,
+    ) -> None:
+        """``kinds``: the task handlers (seal, mail, SMS), composed by the app."""
         self.db = db
+        self.tasks = TaskRunner(db, kinds or {})
+        self._wake = asyncio.Event()
         self.interval = settings.jobs_interval_seconds
         self.deliverer = Deliverer(
             db,
@@ -81,12 +95,25 @@ class Worker:
             while not self._stopping and time.monotonic() < deadline:
                 dispatched = await self.db.run(dispatch)
                 attempted = await self.deliverer.run_once()
-                if dispatched == 0 and attempted < BATCH:
+                ran = await self.tasks.run_once() if self.tasks.kinds else 0
+                if dispatched == 0 and attempted < BATCH and ran < TASK_BATCH:
                     return
+
+    def wake(self) -> None:
+        """Run the outbox now rather than at the next tick (after a signature, say)."""
+        self._wake.set()
+
+    async def _wakeups(self) -> None:
+        while not self._stopping:
+            await self._wake.wait()
+            self._wake.clear()
+            if not self._busy.locked():
+                await self._guard(self.outbox_tick)()
 
     async def clock_tick(self) -> None:
         await self.db.run(clock.release_scheduled)
         await self.db.run(clock.expire_due)
+        await self.db.run(reminders.remind_due)
 
     async def housekeeping_tick(self) -> None:
         await self.db.run(housekeeping)
@@ -101,6 +128,7 @@ class Worker:
         )
         self.scheduler.add_job(self._guard(self.housekeeping_tick), "interval", hours=1, **common)
         self.scheduler.start()
+        self._wakeup_task = asyncio.get_running_loop().create_task(self._wakeups())
         log.info("background worker started (every %.3g s)", self.interval)
 
     def _guard(self, job):  # type: ignore[no-untyped-def]
@@ -119,6 +147,7 @@ class Worker:
         """Graceful: no new passes; the one in flight finishes; leases left are given back."""
         self._stopping = True
         self.scheduler.shutdown(wait=False)
+        self._wakeup_task.cancel()
         try:
             async with asyncio.timeout(30):
                 async with self._busy:

@@ -21,7 +21,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from bot.errors import FieldError, RateLimited, SignbotError, ValidationFailed
+from bot.errors import Conflict, FieldError, RateLimited, SignbotError, ValidationFailed
 
 log = logging.getLogger("signbot.web")
 
@@ -102,7 +102,7 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(SignbotError)
     async def _domain(request: Request, exc: SignbotError) -> JSONResponse:
         headers = None
-        if isinstance(exc, RateLimited):
+        if isinstance(exc, RateLimited | Conflict) and exc.retry_after is not None:
             headers = {"Retry-After": str(exc.retry_after)}
         errors = exc.errors if isinstance(exc, ValidationFailed) else None
         return problem(request, exc.code, exc.message, errors, headers)

@@ -1,0 +1,76 @@
+"""Page images for the signer page, rendered with pypdfium2 and cached in storage.
+
+A page is rendered once (at ``SCALE``, sharp on a phone's high-density screen yet light) and
+encoded as WebP, which is 3-5x quicker to encode than PNG at a fraction of the size; later
+views read the cached object. Concurrent requests for the same page wait for one render.
+PDFium is not thread-safe, so renders run one at a time in a worker thread, off the event
+loop. A cached image is named by the document's hash: documents never change under an id,
+and a re-upload gets a new hash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import threading
+
+import pypdfium2 as pdfium
+
+from bot.documents.storage import Storage
+
+SCALE = 1.5
+"""1.5 x 72 dpi: an A4 page is 893 x 1263 px."""
+QUALITY = 80
+_PDFIUM = threading.Lock()
+
+
+def cache_key(pdf_sha256: str, page: int) -> str:
+    return f"previews/{pdf_sha256}/{page}-{int(SCALE * 100)}.webp"
+
+
+def render_page(pdf: bytes, page: int, scale: float = SCALE) -> bytes:
+    """Page ``page`` (1-based) of ``pdf`` as WebP bytes; CPU-bound, call it in a thread."""
+    with _PDFIUM:
+        document = pdfium.PdfDocument(pdf)
+        try:
+            if not 1 <= page <= len(document):
+                raise IndexError(f"page {page} is out of range")
+            bitmap = document[page - 1].render(scale=scale, may_draw_forms=True)
+            image = bitmap.to_pil()
+        finally:
+            document.close()
+    out = io.BytesIO()
+    image.convert("RGB").save(out, "WEBP", quality=QUALITY, method=0)
+    return out.getvalue()
+
+
+class Previews:
+    """Cached page images of stored PDFs."""
+
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+        self._inflight: dict[str, asyncio.Future[bytes]] = {}
+
+    async def page(self, pdf_key: str, pdf_sha256: str, page: int) -> bytes:
+        key = cache_key(pdf_sha256, page)
+        pending = self._inflight.get(key)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        try:
+            return await self.storage.read_bytes(key)
+        except FileNotFoundError:
+            pass
+        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = future
+        try:
+            pdf = await self.storage.read_bytes(pdf_key)
+            image = await asyncio.to_thread(render_page, pdf, page)
+            await self.storage.put_bytes(key, image)
+            future.set_result(image)
+            return image
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: no "never retrieved" warning when nobody waits
+            raise
+        finally:
+            del self._inflight[key]

@@ -1,0 +1,207 @@
+"""Durable background tasks: sealing a finished envelope, sending one email or SMS.
+
+A task row is written in the transaction that causes it (so nothing runs for a change that
+rolled back) and run after commit by whichever worker claims it first: a conditional UPDATE
+takes a lease (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, SQLite's single writer elsewhere).
+The handler runs outside any transaction; its result is written only while the lease holds,
+so a worker that died (lease expired, task taken again) cannot overwrite its successor.
+
+A failing task is retried with backoff (``5 s * 4**(n-1)``, capped at one hour, ±20 %) until
+its kind's ``max_attempts`` — ``None`` means forever: a finished envelope must never stay
+unsealed because a timestamp authority was down for a night.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import or_, update
+from sqlmodel import Session, col, select
+
+from bot.db import Database, insert_rows, plain_row
+from bot.ids import new_id
+from bot.jobs.models import Task
+from bot.timeutil import utcnow
+
+log = logging.getLogger("signbot.jobs")
+
+BATCH = 8
+CAP = timedelta(hours=1)
+
+
+class TaskFailed(Exception):
+    """A handler's way to say "this will never work" (no retry), e.g. a refused address."""
+
+
+@dataclass(frozen=True)
+class Kind:
+    """How a kind of task is run."""
+
+    handler: Callable[[Task], Awaitable[None]]
+    max_attempts: int | None = 8
+    """Attempts before the task is marked failed (``on_give_up`` is called); None: forever."""
+    lease: timedelta = timedelta(minutes=2)
+    """Longer than one run can take; a lease that runs out means the worker died."""
+    on_give_up: Callable[[Task, str], Awaitable[None]] | None = None
+
+
+def enqueue(
+    session: Session,
+    kind: str,
+    payload: dict[str, Any],
+    *,
+    envelope_id: str | None = None,
+    key: str | None = None,
+    delay: timedelta = timedelta(0),
+) -> str:
+    """Write a task in the caller's transaction; it runs only if that commits.
+
+    ``key`` deduplicates: a second task of the same kind and key is not written (e.g. one
+    ``finalize`` per envelope, however many paths reach completion)."""
+    task_id = new_id("task")
+    if key is not None:
+        exists = session.exec(select(Task.id).where(Task.kind == kind, Task.key == key)).first()
+        if exists is not None:
+            return exists
+    row = plain_row(
+        Task,
+        id=task_id,
+        kind=kind,
+        key=key or task_id,
+        envelope_id=envelope_id,
+        payload=payload,
+        due_at=utcnow() + delay,
+    )
+    insert_rows(session, Task, [row])
+    return task_id
+
+
+def backoff(failed_attempts: int) -> timedelta:
+    nominal = min(5 * 4 ** (failed_attempts - 1), CAP.total_seconds())
+    return timedelta(seconds=nominal * random.uniform(0.8, 1.2))  # noqa: S311 (spreading load)
+
+
+def claim(session: Session, kinds: dict[str, Kind], token: str, limit: int = BATCH) -> list[Task]:
+    """Lease up to ``limit`` due tasks of the known kinds to the claimer ``token``."""
+    now = utcnow()
+    due = or_(
+        (col(Task.status) == "pending") & (col(Task.due_at) <= now),
+        (col(Task.status) == "running") & (col(Task.leased_until) < now),
+    )
+    candidates = list(
+        session.exec(
+            select(Task)
+            .where(due, col(Task.kind).in_(list(kinds)))
+            .order_by(col(Task.due_at))
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+    )
+    taken: list[Task] = []
+    for task in candidates:
+        lease_until = now + kinds[task.kind].lease
+        result = session.exec(  # type: ignore[call-overload]
+            update(Task)
+            .where(col(Task.id) == task.id, due)
+            .values(status="running", leased_until=lease_until, claim=token)
+            .execution_options(synchronize_session=False)
+        )
+        if result.rowcount == 1:
+            task.status, task.leased_until = "running", lease_until
+            taken.append(task)
+    return taken
+
+
+def _settle(task_id: str, token: str, **values: Any) -> Callable[[Session], bool]:
+    """Write the run's result only if this claimer still holds the lease."""
+
+    def work(session: Session) -> bool:
+        result = session.exec(  # type: ignore[call-overload]
+            update(Task)
+            .where(
+                col(Task.id) == task_id,
+                col(Task.status) == "running",
+                col(Task.claim) == token,
+            )
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        return bool(result.rowcount)
+
+    return work
+
+
+class TaskRunner:
+    """Claims and runs due tasks on the worker's loop, a few at a time."""
+
+    def __init__(self, db: Database, kinds: dict[str, Kind]) -> None:
+        self.db = db
+        self.kinds = kinds
+
+    async def run_once(self) -> int:
+        """One pass; returns how many tasks it ran (the caller loops while it is busy)."""
+        token = "claim:" + secrets.token_hex(8)
+        tasks = await self.db.run(lambda s: claim(s, self.kinds, token))
+        if tasks:
+            await asyncio.gather(*(self._run(task, token) for task in tasks))
+        return len(tasks)
+
+    async def _run(self, task: Task, token: str) -> None:
+        kind = self.kinds[task.kind]
+        attempts = task.attempts + 1
+        try:
+            await kind.handler(task)
+        except Exception as exc:  # every failure is recorded, none kills the pass
+            error = _describe(exc)
+            permanent = isinstance(exc, TaskFailed)
+            give_up = permanent or (kind.max_attempts is not None and attempts >= kind.max_attempts)
+            if give_up:
+                log.warning("task %s (%s) failed for good: %s", task.id, task.kind, error)
+                if kind.on_give_up is not None:
+                    await kind.on_give_up(task, error)
+                values: dict[str, Any] = {"status": "failed", "finished_at": utcnow()}
+            else:
+                log.warning(
+                    "task %s (%s) failed (attempt %d), will retry: %s",
+                    task.id,
+                    task.kind,
+                    attempts,
+                    error,
+                )
+                values = {"status": "pending", "due_at": utcnow() + backoff(attempts)}
+            await self.db.run(
+                _settle(
+                    task.id,
+                    token,
+                    attempts=attempts,
+                    leased_until=None,
+                    claim=None,
+                    last_error=error,
+                    **values,
+                )
+            )
+            return
+        await self.db.run(
+            _settle(
+                task.id,
+                token,
+                status="done",
+                attempts=attempts,
+                leased_until=None,
+                claim=None,
+                finished_at=utcnow(),
+                last_error=None,
+            )
+        )
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}"[:1000]

@@ -1,0 +1,78 @@
+// Progressive enhancement of the signer page: everything works without this file (typed
+// signature, plain forms); with it, the signer may also draw a signature on a canvas.
+(function () {
+  "use strict";
+  var form = document.getElementById("sign-form");
+  if (!form) { return; }
+  var drawnOption = form.querySelector("[data-needs-js]");
+  var typedBox = document.getElementById("typed-box");
+  var drawnBox = document.getElementById("drawn-box");
+  var pad = document.getElementById("pad");
+  var hidden = document.getElementById("drawn");
+  var clear = document.getElementById("pad-clear");
+  var ctx = pad.getContext("2d");
+  var drawing = false;
+  var inked = false;
+  var last = null;
+
+  drawnOption.hidden = false;
+
+  function mode() {
+    var checked = form.querySelector("input[name=mode]:checked");
+    return checked ? checked.value : "typed";
+  }
+  function sync() {
+    var drawn = mode() === "drawn";
+    drawnBox.hidden = !drawn;
+    typedBox.hidden = drawn;
+  }
+  form.querySelectorAll("input[name=mode]").forEach(function (radio) {
+    radio.addEventListener("change", sync);
+  });
+  sync();
+
+  function point(event) {
+    var box = pad.getBoundingClientRect();
+    return {
+      x: (event.clientX - box.left) * (pad.width / box.width),
+      y: (event.clientY - box.top) * (pad.height / box.height)
+    };
+  }
+  ctx.lineWidth = 3;
+  ctx.lineCap = "round";
+  ctx.lineJoin = "round";
+  ctx.strokeStyle = "#10214a";
+
+  pad.addEventListener("pointerdown", function (event) {
+    drawing = true;
+    last = point(event);
+    pad.setPointerCapture(event.pointerId);
+    ctx.beginPath();
+    ctx.arc(last.x, last.y, 1.2, 0, Math.PI * 2);
+    ctx.fill();
+    inked = true;
+    event.preventDefault();
+  });
+  pad.addEventListener("pointermove", function (event) {
+    if (!drawing) { return; }
+    var p = point(event);
+    ctx.beginPath();
+    ctx.moveTo(last.x, last.y);
+    ctx.lineTo(p.x, p.y);
+    ctx.stroke();
+    last = p;
+    inked = true;
+    event.preventDefault();
+  });
+  ["pointerup", "pointercancel", "pointerleave"].forEach(function (name) {
+    pad.addEventListener(name, function () { drawing = false; });
+  });
+  clear.addEventListener("click", function () {
+    ctx.clearRect(0, 0, pad.width, pad.height);
+    inked = false;
+    hidden.value = "";
+  });
+  form.addEventListener("submit", function () {
+    hidden.value = mode() === "drawn" && inked ? pad.toDataURL("image/png") : "";
+  });
+})();
