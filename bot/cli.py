@@ -1,4 +1,4 @@
-"""The ``signbot`` command: serve, accounts, keys, workspaces, db.
+"""The ``signbot`` command: serve, demo, verify, accounts, keys, workspaces, db.
 
 Every command works on the same data dir and database as the server (one ``Settings``). Errors
 are one readable line on stderr and a non-zero exit code, never a traceback.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import gc
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -83,10 +84,16 @@ def serve(host: str | None, port: int | None, role: str | None) -> None:
 
     from bot import logs
     from bot.app import create_app
+    from bot.signing.certs import SealIdentityError, load_identity
 
     settings = _settings(host=host, port=port, role=role)
     db = _database(settings)
     logs.configure(settings.log_level)
+    if settings.role != "api":  # the worker seals: a broken certificate stops it here, clearly
+        try:
+            load_identity(settings.data_dir, settings.seal_p12, settings.seal_p12_password)
+        except SealIdentityError as exc:
+            raise click.ClickException(str(exc)) from None
     app = create_app(settings, db)
     # Everything built so far (framework, models, compiled statements) lives as long as the
     # process: move it out of the collector's sight, so collections scan only request garbage.
@@ -98,6 +105,104 @@ def serve(host: str | None, port: int | None, role: str | None) -> None:
         err=True,
     )
     uvicorn.run(app, host=settings.host, port=settings.port, **SERVE_OPTIONS)
+
+
+@main.command()
+@click.option("--port", default=None, type=click.IntRange(1, 65535), help="Default 8000.")
+@click.option("--no-serve", is_flag=True, help="Print the links and exit instead of serving.")
+def demo(port: int | None, no_serve: bool) -> None:
+    """Send a sample envelope to two made-up people and print their sign links.
+
+    Works on a fresh data dir with nothing configured: it serves the app, provisions a
+    sandbox key, sends through the API, and keeps serving so the links open in a browser."""
+    import threading
+
+    import uvicorn
+
+    from bot import demo as sample
+    from bot import logs
+    from bot.app import create_app
+    from bot.signing.certs import SealIdentityError, load_identity
+
+    settings = _settings(port=port)
+    db = _database(settings)
+    logs.configure("warning")
+    try:
+        load_identity(settings.data_dir, settings.seal_p12, settings.seal_p12_password)
+    except SealIdentityError as exc:
+        raise click.ClickException(str(exc)) from None
+    app = create_app(settings, db)
+    config = uvicorn.Config(
+        app, host=settings.host, port=settings.port, log_level="warning", lifespan="on"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    base = settings.effective_public_url
+    try:
+        _wait_started(server, thread)
+        secret = sample.provision_key(db)
+        mail_dir = (settings.data_dir / "mail").resolve()
+        envelope_id, invitees = sample.run(base, secret, mail_dir)
+    except Exception as exc:
+        server.should_exit = True
+        raise click.ClickException(f"the demo could not run: {exc}") from None
+    click.echo(f"Sample envelope {envelope_id} sent (sandbox: no real email leaves this machine).")
+    click.echo(f"Sandbox API key for it: {secret}\n")
+    for number, person in enumerate(invitees, start=1):
+        click.echo(f"{number}. {person.name} <{person.email}> signs at:\n   {person.sign_url}")
+        if person.email_file is not None:
+            click.echo(f"   invitation email: {person.email_file}")
+        else:
+            click.echo("   (invited by email once the previous signer has signed)")
+    click.echo(f"\nEmails are written to {mail_dir}")
+    click.echo(
+        f"When both have signed: GET {base}/api/v1/envelopes/{envelope_id}/signed-document "
+        "and /audit-trail with the key above."
+    )
+    if no_serve:
+        server.should_exit = True
+        thread.join(timeout=30)
+        return
+    click.echo(f"\nServing on {base}; press Ctrl-C to stop.")
+    try:
+        thread.join()
+    except KeyboardInterrupt:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+def _wait_started(server: Any, thread: Any, timeout: float = 30.0) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not server.started:
+        if not thread.is_alive():
+            raise RuntimeError("the server stopped while starting (is the port in use?)")
+        if time.monotonic() > deadline:
+            raise RuntimeError("the server did not start in time")
+        time.sleep(0.05)
+
+
+@main.command()
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option(
+    "--root",
+    "roots",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="PEM certificate to trust (repeatable). Default: this deployment's root.",
+)
+def verify(file: Path, roots: tuple[Path, ...]) -> None:
+    """Check a sealed PDF (signed document or audit trail): each signature's signer, time,
+    integrity and trust, and an audit trail's hash chain. Exit code 0 only if all is valid."""
+    from bot.signing import verify as checker
+
+    trusted = list(roots)
+    if not trusted:
+        settings = _settings()
+        trusted = [settings.data_dir / "seal" / "root.pem"]
+    sys.exit(checker.main(file, trusted))
 
 
 # ------------------------------------------------------------------ accounts

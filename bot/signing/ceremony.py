@@ -177,18 +177,8 @@ def open_page(session: Session, token: str, visit: Visit, proof: Proof) -> Opene
     _expire_if_due(session, agg, now)
     recipient = _mine(agg, recipient.id)
     state, waiting = _state(agg, recipient, proof(recipient))
-    if state in ("act", "view") and recipient.status == "SENT":
-        transition = lifecycle.view(state_of(agg), recipient.id)
-        recipient.viewed_at = now
-        apply(
-            session,
-            _context(agg.envelope),
-            agg,
-            transition,
-            now=now,
-            subject_id=recipient.id,
-            actor=audit.recipient_actor(recipient, visit.ip, visit.user_agent),
-        )
+    if state in ("act", "view"):
+        _viewed(session, agg, recipient, now, visit)
     account = session.get(Account, agg.envelope.account_id)
     return Opened(agg.envelope, recipient, agg, account.name if account else "", state, waiting)
 
@@ -277,15 +267,38 @@ def _act(
     recipient = _mine(agg, recipient.id)
     if recipient.authentication == "EMAIL_OTP" and not proof(recipient):
         raise IllegalTransition("Enter the code we emailed you before acting on this document")
+    _viewed(session, agg, recipient, now, visit)
     return agg, recipient, now
+
+
+def _viewed(
+    session: Session, agg: EnvelopeAggregate, recipient: Recipient, now: datetime, visit: Visit
+) -> None:
+    """Record ``recipient.viewed`` the first time the document is shown — or acted on, since
+    acting without the page (a form posted directly) implies having it."""
+    if recipient.status != "SENT" or agg.envelope.status not in (
+        "SENT",
+        "DELIVERED",
+        "PARTIALLY_SIGNED",
+    ):
+        return
+    transition = lifecycle.view(state_of(agg), recipient.id)
+    recipient.viewed_at = now
+    apply(
+        session,
+        _context(agg.envelope),
+        agg,
+        transition,
+        now=now,
+        subject_id=recipient.id,
+        actor=audit.recipient_actor(recipient, visit.ip, visit.user_agent),
+    )
 
 
 def sign(session: Session, token: str, visit: Visit, form: SignForm, proof: Proof) -> Opened:
     agg, recipient, now = _act(session, token, visit, proof)
     name, typed, drawn = check_sign_form(form)
     transition = lifecycle.sign(state_of(agg), recipient.id)  # 409 unless it is their turn
-    if recipient.viewed_at is None:
-        recipient.viewed_at = now
     recipient.signed_at = now
     session.add(
         Signature(

@@ -139,12 +139,13 @@ class Mailer:
             return  # the draft was deleted since; nothing to say
         kind = Kind(task.payload["kind"])
         attachments = await self._attachments(loaded.envelope) if kind is Kind.COMPLETED else ()
-        message = render_email(
-            self._context(task, loaded, attachments), from_address=self.settings.smtp_from
-        )
         sandbox = loaded.envelope.environment == "test"
         transport = self.sandbox_mail if sandbox else self.live_mail
         try:
+            # inside: an address that cannot be written is a permanent DeliveryError too
+            message = render_email(
+                self._context(task, loaded, attachments), from_address=self.settings.smtp_from
+            )
             where = await transport.send(message)
         except DeliveryError as exc:
             state, error = ("FAILED" if exc.permanent else "RETRYING"), exc.message

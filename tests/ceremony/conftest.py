@@ -1,0 +1,71 @@
+"""A server that really sends mail: SMTP to an aiosmtpd on loopback, tasks every 0.2 s.
+
+Its own database (and data dir): its worker must not share tasks with the suite's main server,
+whose mail goes to files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from bot import migrations
+from bot.app import create_app
+from bot.config import Settings
+from bot.db import Database
+from tests.conftest import BACKENDS, PG_URL, Server, Tenant, new_tenant
+from tests.support.mailbox import Mailbox, smtp_server
+from tests.support.pg import throwaway_database
+from tests.support.servers import free_port, uvicorn_thread
+
+
+@dataclass
+class MailServer(Server):
+    mailbox: Mailbox = None  # type: ignore[assignment]
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def mail_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[MailServer]:
+    backend = request.param
+    with contextlib.ExitStack() as stack:
+        mailbox, smtp_port = stack.enter_context(smtp_server())
+        database_url = None
+        if backend == "postgresql":
+            assert PG_URL
+            database_url = stack.enter_context(throwaway_database(PG_URL))
+        port = free_port()
+        settings = Settings(
+            data_dir=tmp_path_factory.mktemp(f"mail-{backend}"),
+            database_url=database_url,
+            port=port,
+            smtp_url=f"smtp://127.0.0.1:{smtp_port}",
+            smtp_from="contracts@signbot.test",
+            jobs_interval_seconds=0.2,
+            rate_limit_enabled=False,
+        )
+        db = Database(settings.effective_database_url)
+        migrations.upgrade(db)
+        app = create_app(settings, db)
+        base = stack.enter_context(uvicorn_thread(app, port))
+        yield MailServer(base, settings, db, app, backend, mailbox)
+        db.dispose()
+
+
+@pytest.fixture
+def live(mail_server: MailServer) -> Iterator[Tenant]:
+    """A live-key tenant on the mail server: its envelopes' email goes through SMTP."""
+    tenant = new_tenant(mail_server, "live")
+    yield tenant
+    tenant.client.close()
+
+
+@pytest.fixture
+def sandbox(mail_server: MailServer) -> Iterator[Tenant]:
+    tenant = new_tenant(mail_server, "test")
+    yield tenant
+    tenant.client.close()
