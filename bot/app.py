@@ -34,6 +34,7 @@ from bot.signing.finalize import Finalizer
 from bot.signing.mailer import Mailer
 from bot.signing.pages import router as signing_router
 from bot.signing.seal import Sealer
+from bot.signing.verify import load_roots
 from bot.web.auth import Authenticator, RateLimitHeaders
 from bot.web.bodylimit import BodyLimit
 from bot.web.limiter import Limiter, build_limiter
@@ -157,7 +158,11 @@ def _task_kinds(app: FastAPI, settings: Settings) -> dict[str, Kind]:
     """The background tasks and their handlers: sealing, email, SMS."""
     state = app.state
     identity = load_identity(settings.data_dir, settings.seal_p12, settings.seal_p12_password)
-    sealer = Sealer(identity, tsa_url=settings.tsa_url)
+    sealer = Sealer(
+        identity,
+        tsa_url=settings.tsa_url,
+        extra_trust_roots=load_roots([settings.tsa_roots]) if settings.tsa_roots else (),
+    )
     finalizer = Finalizer(state.db, state.storage, sealer, settings.effective_public_url)
     mailer = Mailer(settings, state.db, state.storage, state.token_secret, state.secret_box)
     return {

@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     seal_p12_password: str | None = None
     tsa_url: str | None = None
     """RFC 3161 timestamp authority: seals become PAdES B-T, with validation data (B-LT)."""
+    tsa_roots: Path | None = None
+    """PEM file of roots the TSA's certificate chains to, when not a public CA's (B-LT checks
+    the TSA's chain before embedding its validation data)."""
     smtp_url: str | None = None
     """``smtp://user:pass@host:port`` (STARTTLS when offered; ``?starttls=require``),
     ``smtps://…`` for implicit TLS. Unset: mail is written as ``.eml`` under

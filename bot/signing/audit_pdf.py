@@ -114,6 +114,7 @@ def _report(trail: AuditTrail) -> bytes:
         topMargin=MARGIN - 6,
         bottomMargin=MARGIN,
         invariant=True,
+        initialFontName=drawing.FONT,  # not Helvetica: every font in the file is embedded
         title="Audit trail",
         author="signbot",
     )

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -41,6 +42,7 @@ from bot.signing.compose_pages import certificate_story, signature_story
 
 MARGIN = 50.0
 _MARK_NAME = "/SignbotTestMark"
+_SUBSET_TAG = re.compile(r"^/[A-Z]{6}\+")
 
 
 @dataclass(frozen=True)
@@ -151,6 +153,7 @@ def compose(spec: Composition) -> Composed:
             out.add_page(page)
     offset = len(out.pages)
     for page in PdfReader(BytesIO(_appended_pages(spec, tuple(composed), offset))).pages:
+        _retag_fonts(page, "SBS")
         out.add_page(page)
     out.add_metadata(drawing.metadata(spec.subject or "Signed document", spec.completed_at))
     result = BytesIO()
@@ -168,6 +171,27 @@ def _copy_pages(document: SourceDocument) -> PdfWriter:
         _drop_signature_widgets(page)
         alone.add_page(page)
     return alone
+
+
+def _retag_fonts(page: PageObject, prefix: str) -> None:
+    """Give the font subsets reportlab embedded on ``page`` tags of our own.
+
+    reportlab tags every subset ``AAAAAA+``, ``AAAAAB+``… in each PDF it makes, so our pages,
+    the TEST mark and an upload made with reportlab would carry different subsets under one
+    name; subset tags should tell subsets apart within a file (ISO 32000 9.6.4). ``prefix``
+    (three capitals) replaces the first half of the tag.
+    """
+    fonts = page.get("/Resources", {}).get_object().get("/Font", {}).get_object()
+    for reference in fonts.values():
+        font = reference.get_object()
+        descriptor = font.get("/FontDescriptor")
+        for holder, key in ((font, "/BaseFont"), (descriptor, "/FontName")):
+            if holder is None:
+                continue
+            holder = holder.get_object()
+            name = str(holder.get(key, ""))
+            if _SUBSET_TAG.match(name):
+                holder[NameObject(key)] = NameObject(f"/{prefix}{name[4:]}")
 
 
 def _drop_signature_widgets(page: PageObject) -> None:
@@ -209,6 +233,7 @@ def _appended_pages(spec: Composition, composed: Sequence[ComposedDocument], off
         topMargin=MARGIN - 6,
         bottomMargin=MARGIN,
         invariant=True,
+        initialFontName=drawing.FONT,  # not Helvetica: every font in the file is embedded
         title="Signatures and certificate of completion",
         author="signbot",
     )
@@ -302,7 +327,12 @@ def _add_stream(writer: PdfWriter, data: bytes) -> IndirectObject:
 def _mark_page_pdf(page_width: float, page_height: float) -> bytes:
     drawing.register_fonts()
     buffer = BytesIO()
-    canvas = Canvas(buffer, pagesize=(page_width, page_height), invariant=True)
+    canvas = Canvas(
+        buffer,
+        pagesize=(page_width, page_height),
+        invariant=True,
+        initialFontName=drawing.FONT_BOLD,
+    )
     drawing.draw_test_mark(canvas, page_width, page_height)
     canvas.showPage()
     canvas.save()
@@ -312,6 +342,7 @@ def _mark_page_pdf(page_width: float, page_height: float) -> bytes:
 def _mark_form(writer: PdfWriter, page_width: float, page_height: float) -> IndirectObject:
     """The TEST mark for a displayed page size, as a Form XObject in ``writer``."""
     source = PdfReader(BytesIO(_mark_page_pdf(page_width, page_height))).pages[0]
+    _retag_fonts(source, "SBM")
     form = DecodedStreamObject()
     form.set_data(source.get_contents().get_data())  # type: ignore[union-attr]
     form[NameObject("/Type")] = NameObject("/XObject")

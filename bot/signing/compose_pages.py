@@ -189,7 +189,12 @@ def certificate_story(
     half = content_width / 2
     label = 62.0
     summary = [
-        ("Envelope ID", escape(drawing.clean(spec.envelope_id)), "Status", "Completed"),
+        (
+            "Envelope ID",
+            _lines(spec.envelope_id, FONT, 8.5, half - label - 8, 2),
+            "Status",
+            "Completed",
+        ),
         (
             "Sent by",
             _lines(spec.account_name, FONT, 8.5, half - label - 8, 2),
@@ -269,11 +274,15 @@ def _party_row(
         verb = "Approved" if mark.role.upper() == "APPROVER" else "Signed"
         when = f"{verb}<br/>{drawing.utc_text(mark.signed_at).removesuffix(' UTC')}"
         ip = _lines(mark.ip, FONT, 7.5, widths[4] - 8, 3) if mark.ip else "—"
-        verified = escape(drawing.auth_label(mark.authentication))
+        verified = _lines(drawing.auth_label(mark.authentication), FONT, 7.5, widths[5] - 8, 2)
     return [
         Paragraph(f"<b>{name}</b><br/><font color='#6B7280'>{email}</font>", styles["cell"]),
-        Paragraph(escape(drawing.humanize(party.role)), styles["cell"]),
-        Paragraph(escape(drawing.humanize(party.status)), styles["cell"]),
+        Paragraph(
+            _lines(drawing.humanize(party.role), FONT, 7.5, widths[1] - 8, 2), styles["cell"]
+        ),
+        Paragraph(
+            _lines(drawing.humanize(party.status), FONT, 7.5, widths[2] - 8, 2), styles["cell"]
+        ),
         Paragraph(when, styles["cell"]),
         Paragraph(ip, styles["cell"]),
         Paragraph(verified, styles["cell"]),

@@ -275,7 +275,7 @@ def draw_test_mark(canvas: Canvas, page_width: float, page_height: float) -> Non
     from bottom left to top right, sized to about two thirds of the diagonal."""
     register_fonts()
     diagonal = math.hypot(page_width, page_height)
-    size = max(12.0, min(96.0, 0.66 * diagonal / width(TEST_TEXT, FONT_BOLD, 1)))
+    size = max(4.0, 0.66 * diagonal / width(TEST_TEXT, FONT_BOLD, 1))  # grows with the page
     canvas.saveState()
     canvas.setFillColor(TEST_RED)
     canvas.setFillAlpha(_TEST_ALPHA)
@@ -305,6 +305,7 @@ def head(text: str) -> Paragraph:
 def table(rows: list[list[Any]], widths: Sequence[float], *, header: bool = True) -> Table:
     """A plain table: thin rules under rows, a shaded head row repeated on each page."""
     commands: list[tuple[Any, ...]] = [
+        ("FONT", (0, 0), (-1, -1), FONT, 7.5),  # for plain-text cells; Helvetica otherwise
         ("VALIGN", (0, 0), (-1, -1), "TOP"),
         ("LEFTPADDING", (0, 0), (-1, -1), CELL_PAD),
         ("RIGHTPADDING", (0, 0), (-1, -1), CELL_PAD),

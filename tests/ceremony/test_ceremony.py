@@ -411,3 +411,20 @@ def test_sign_links_never_reach_the_log(tenant: Tenant, caplog: pytest.LogCaptur
     sign(url, "Logan")
     time.sleep(1.5)
     assert token not in caplog.text
+
+
+def test_recipients_with_a_phone_get_an_sms_invitation(tenant: Tenant, server: Server) -> None:
+    envelope = create(
+        tenant, [{"email": "p@example.com", "name": "Pia", "phone": "+32 470 12 34 56"}]
+    )
+    sms_dir = server.settings.data_dir / "sms"
+    deadline = time.monotonic() + 15
+    found: list[Path] = []
+    while time.monotonic() < deadline and not found:
+        found = [p for p in sms_dir.glob("*32470123456*")] if sms_dir.exists() else []
+        time.sleep(0.1)
+    assert found, "no SMS written"
+    text = found[0].read_text()
+    assert links(envelope)["p@example.com"] in text
+    got = tenant.client.get(f"/envelopes/{envelope['id']}").json()
+    assert got["recipients"][0]["smsStatus"] == "CAPTURED"

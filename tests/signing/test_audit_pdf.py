@@ -160,6 +160,10 @@ def test_the_output_is_a_clean_unsigned_pdf_and_reproducible() -> None:
     assert not reader.is_encrypted
     assert "/AcroForm" not in reader.trailer["/Root"]
     assert pdf.count(b"%%EOF") == 1
+    for page in reader.pages:  # every font embedded: DejaVu, never a system or base-14 font
+        fonts = page["/Resources"].get_object()["/Font"].get_object()
+        for font in fonts.values():
+            assert "/FontFile2" in font.get_object()["/FontDescriptor"].get_object()
     assert render_audit_trail(audit) == pdf
 
 

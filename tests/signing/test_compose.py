@@ -10,6 +10,7 @@ import subprocess
 import time
 from dataclasses import replace
 from datetime import UTC, datetime
+from typing import Any
 
 import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
@@ -138,6 +139,15 @@ def page_text(pdf: bytes, number: int) -> str:
     return " ".join(text.split())
 
 
+def unembedded_fonts(page: Any) -> list[str]:
+    fonts = page["/Resources"].get_object().get("/Font", {}).get_object()
+    return [
+        str(font.get_object()["/BaseFont"])
+        for font in fonts.values()
+        if "/FontFile2" not in font.get_object().get("/FontDescriptor", {}).get_object()
+    ]
+
+
 def char_boxes(pdf: bytes, index: int) -> tuple[str, list[tuple[float, float, float, float]]]:
     """The page's characters and their boxes (left, bottom, right, top) as pdfium finds them."""
     document = pdfium.PdfDocument(pdf)
@@ -170,6 +180,8 @@ def test_documents_come_first_then_one_signature_page_then_the_certificate() -> 
     assert not reader.is_encrypted
     assert "/AcroForm" not in reader.trailer["/Root"]
     assert result.pdf.count(b"%%EOF") == 1
+    for page in reader.pages[5:]:  # ours: every font embedded, none from the system
+        assert unembedded_fonts(page) == []
 
 
 def test_the_same_spec_gives_the_same_bytes() -> None:
