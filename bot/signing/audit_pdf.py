@@ -129,7 +129,7 @@ def _report(trail: AuditTrail) -> bytes:
 
     def decorate(canvas: Canvas, number: int, total: int) -> None:
         if test:
-            drawing.draw_test_mark(canvas, *A4)
+            drawing.draw_test_mark(canvas, *A4, alpha=0.14)  # lighter over dense tables
         drawing.footer(canvas, A4[0], left, f"Page {number} of {total}", test=test, margin=MARGIN)
 
     template.build(story, canvasmaker=drawing.deferred_canvas(decorate))
@@ -160,19 +160,19 @@ def _header(trail: AuditTrail, width: float, test: bool) -> list[Flowable]:
         else f"<font color='#C81E1E'><b>Broken</b></font>: {esc(verdict.problem)}"
     )
     half, label = width / 2, 62.0
-    status = drawing.bounded(drawing.humanize(trail.status), half - label, 2)
+    status = drawing.bounded(drawing.humanize(trail.status), half - label, 2, 8.5)
     rows = [
-        ("Envelope ID", drawing.bounded(trail.envelope_id, half - label, 2), "Status", status),
+        ("Envelope ID", drawing.bounded(trail.envelope_id, half - label, 2, 8.5), "Status", status),
         (
             "Account",
-            drawing.bounded(trail.account_name, half - label, 3),
+            drawing.bounded(trail.account_name, half - label, 3, 8.5),
             "Environment",
             environment,
         ),
         ("Created", utc_text(trail.created_at), "Finished", finished),
         ("Generated", utc_text(trail.generated_at), "Hash chain", chain_state),
     ]
-    subject = drawing.bounded(trail.subject, width - label, 8)
+    subject = drawing.bounded(trail.subject, width - label, 8, 8.5)
     data = [[Paragraph("Subject", s["label"]), Paragraph(subject, s["body"])]]
     data[0] += ["", ""]
     data += [
@@ -214,7 +214,7 @@ def _documents(trail: AuditTrail, width: float) -> list[Flowable]:
         story += [
             Spacer(1, 5),
             Paragraph(
-                "Signed document (sealed PDF) SHA-256: "
+                "Signed document SHA-256: "
                 f"<font size='7'>{esc(trail.signed_document_sha256)}</font>",
                 s["body"],
             ),

@@ -13,19 +13,17 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import hmac
 import io
-import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from PIL import Image, UnidentifiedImageError
 from sqlmodel import Session, select
 
 from bot.accounts.context import AuthContext
 from bot.accounts.models import Account
-from bot.envelopes import audit, lifecycle, notices
+from bot.envelopes import audit, lifecycle
 from bot.envelopes.models import Envelope, Recipient, Signature
 from bot.envelopes.presenters import EnvelopeAggregate
 from bot.envelopes.queries import load_many
@@ -44,12 +42,6 @@ CONSENT_TEXT = (
 """The English consent sentence of ``CONSENT_VERSION`` (the audit trail quotes it; the page
 shows its translation)."""
 
-OTP_DIGITS = 6
-OTP_VALIDITY = timedelta(minutes=10)
-OTP_MAX_ATTEMPTS = 5
-OTP_MAX_SENDS = 5
-OTP_WINDOW = timedelta(hours=1)
-OTP_SESSION = timedelta(hours=2)
 MAX_DRAWN_BYTES = 512 * 1024
 MAX_DRAWN_SIDE = 4000
 
@@ -88,7 +80,7 @@ class Opened:
     """Names of whoever this recipient waits for (sequential order)."""
 
 
-def _find(session: Session, token: str) -> Recipient:
+def find_recipient(session: Session, token: str) -> Recipient:
     if not token or len(token) > 100:
         raise NotFound("This signing link is not valid")
     recipient = session.exec(
@@ -99,7 +91,7 @@ def _find(session: Session, token: str) -> Recipient:
     return recipient
 
 
-def _load(session: Session, recipient: Recipient, *, lock: bool) -> EnvelopeAggregate:
+def load_envelope(session: Session, recipient: Recipient, *, lock: bool) -> EnvelopeAggregate:
     envelope = session.get(Envelope, recipient.envelope_id, with_for_update=True if lock else None)
     if envelope is None:
         raise NotFound("This signing link is not valid")
@@ -110,7 +102,7 @@ def _context(envelope: Envelope) -> AuthContext:
     return AuthContext("signer", envelope.account_id, envelope.environment, frozenset())
 
 
-def _mine(agg: EnvelopeAggregate, recipient_id: str) -> Recipient:
+def own_row(agg: EnvelopeAggregate, recipient_id: str) -> Recipient:
     return next(r for r in agg.recipients if r.id == recipient_id)
 
 
@@ -135,7 +127,7 @@ def _expire_if_due(session: Session, agg: EnvelopeAggregate, now: datetime) -> N
         )
 
 
-def _state(agg: EnvelopeAggregate, recipient: Recipient, otp_ok: bool) -> tuple[str, list[str]]:
+def page_state(agg: EnvelopeAggregate, recipient: Recipient, otp_ok: bool) -> tuple[str, list[str]]:
     status = agg.envelope.status
     finished = {
         "COMPLETED": "completed",
@@ -172,11 +164,11 @@ def open_page(session: Session, token: str, visit: Visit, proof: Proof) -> Opene
     """The page's content; the first opening by an invited recipient records
     ``recipient.viewed`` (once, and only once the document is actually shown)."""
     now = utcnow()
-    recipient = _find(session, token)
-    agg = _load(session, recipient, lock=True)
+    recipient = find_recipient(session, token)
+    agg = load_envelope(session, recipient, lock=True)
     _expire_if_due(session, agg, now)
-    recipient = _mine(agg, recipient.id)
-    state, waiting = _state(agg, recipient, proof(recipient))
+    recipient = own_row(agg, recipient.id)
+    state, waiting = page_state(agg, recipient, proof(recipient))
     if state in ("act", "view"):
         _viewed(session, agg, recipient, now, visit)
     account = session.get(Account, agg.envelope.account_id)
@@ -185,12 +177,12 @@ def open_page(session: Session, token: str, visit: Visit, proof: Proof) -> Opene
 
 def peek(session: Session, recipient: Recipient, proof: Proof) -> str:
     """The page's state without changing anything (for page images and downloads)."""
-    agg = _load(session, recipient, lock=False)
+    agg = load_envelope(session, recipient, lock=False)
     expires = agg.envelope.expires_at
     if expires is not None and to_utc(expires) <= utcnow():
         return "expired"
-    mine = _mine(agg, recipient.id)
-    return _state(agg, mine, proof(mine))[0]
+    mine = own_row(agg, recipient.id)
+    return page_state(agg, mine, proof(mine))[0]
 
 
 @dataclass(frozen=True)
@@ -261,10 +253,10 @@ def _act(
 ) -> tuple[EnvelopeAggregate, Recipient, datetime]:
     """Load for an action, refusing (409) unless it is this recipient's turn."""
     now = utcnow()
-    recipient = _find(session, token)
-    agg = _load(session, recipient, lock=True)
+    recipient = find_recipient(session, token)
+    agg = load_envelope(session, recipient, lock=True)
     _expire_if_due(session, agg, now)
-    recipient = _mine(agg, recipient.id)
+    recipient = own_row(agg, recipient.id)
     if recipient.authentication == "EMAIL_OTP" and not proof(recipient):
         raise IllegalTransition("Enter the code we emailed you before acting on this document")
     _viewed(session, agg, recipient, now, visit)
@@ -419,119 +411,10 @@ def _apply_as(
 
 def _reopened(session: Session, agg: EnvelopeAggregate, recipient: Recipient) -> Opened:
     account = session.get(Account, agg.envelope.account_id)
-    state, waiting = _state(agg, recipient, True)
+    state, waiting = page_state(agg, recipient, True)
     return Opened(agg.envelope, recipient, agg, account.name if account else "", state, waiting)
-
-
-# ---------------------------------------------------------------- one-time codes
-
-
-def _code_hash(secret: bytes, recipient: Recipient, code: str) -> str:
-    message = f"otp:{recipient.id}:{recipient.token_version}:{code}".encode()
-    return hmac.new(secret, message, hashlib.sha256).hexdigest()
-
-
-def send_code(session: Session, token: str, visit: Visit, secret: bytes) -> str | None:
-    """Mail a fresh code (the previous one stops working). At most ``OTP_MAX_SENDS`` per hour:
-    a link must not become a way to flood someone's inbox. Returns the code, for the mail
-    task only; it is stored as an HMAC. None when the hourly allowance is spent."""
-    now = utcnow()
-    recipient = _find(session, token)
-    agg = _load(session, recipient, lock=True)
-    recipient = _mine(agg, recipient.id)
-    state, _ = _state(agg, recipient, False)
-    if state != "otp":
-        raise IllegalTransition("No code is needed for this link now")
-    window = recipient.otp_window_start
-    if window is None or now - to_utc(window) > OTP_WINDOW:
-        recipient.otp_window_start, recipient.otp_sent_count = now, 0
-    if recipient.otp_sent_count >= OTP_MAX_SENDS:
-        return None
-    code = f"{secrets.randbelow(10**OTP_DIGITS):0{OTP_DIGITS}d}"
-    recipient.otp_hash = _code_hash(secret, recipient, code)
-    recipient.otp_expires_at = now + OTP_VALIDITY
-    recipient.otp_attempts = 0
-    recipient.otp_sent_count += 1
-    session.add(recipient)
-    audit.record(
-        session,
-        agg.envelope.id,
-        "recipient.code_sent",
-        audit.recipient_actor(recipient, visit.ip, visit.user_agent),
-        {"to": recipient.email},
-        at=now,
-    )
-    return code
-
-
-def check_code(
-    session: Session, token: str, visit: Visit, code: str, secret: bytes
-) -> tuple[Recipient, str | None]:
-    """Accept the current code once; wrong codes count, and the last allowed one burns it.
-
-    Answers the recipient and an error code (None: accepted) rather than raising, so that a
-    wrong attempt is committed, not rolled back with the refusal."""
-    now = utcnow()
-    recipient = _find(session, token)
-    agg = _load(session, recipient, lock=True)
-    recipient = _mine(agg, recipient.id)
-    actor = audit.recipient_actor(recipient, visit.ip, visit.user_agent)
-    code = "".join(code.split())
-    expires = recipient.otp_expires_at
-    if recipient.otp_hash is None or expires is None or to_utc(expires) <= now:
-        return recipient, "code_expired"
-    if not hmac.compare_digest(recipient.otp_hash, _code_hash(secret, recipient, code)):
-        recipient.otp_attempts += 1
-        burnt = recipient.otp_attempts >= OTP_MAX_ATTEMPTS
-        if burnt:
-            recipient.otp_hash = recipient.otp_expires_at = None
-        session.add(recipient)
-        audit.record(
-            session,
-            agg.envelope.id,
-            "recipient.code_failed",
-            actor,
-            {"attempt": recipient.otp_attempts},
-            at=now,
-        )
-        return recipient, "code_burnt" if burnt else "code_wrong"
-    recipient.otp_hash = recipient.otp_expires_at = None
-    recipient.otp_attempts = 0
-    session.add(recipient)
-    audit.record(session, agg.envelope.id, "recipient.code_verified", actor, {}, at=now)
-    return recipient, None
-
-
-def otp_cookie_value(secret: bytes, recipient: Recipient, now: datetime) -> str:
-    """Proof that this browser entered the code: bound to recipient and token version, and
-    short-lived (``OTP_SESSION``)."""
-    until = int((now + OTP_SESSION).timestamp())
-    mac = hmac.new(
-        secret, f"otp-ok:{recipient.id}:{recipient.token_version}:{until}".encode(), "sha256"
-    )
-    return f"{until}.{mac.hexdigest()}"
-
-
-def otp_cookie_ok(secret: bytes, recipient_id: str, version: int, value: str | None) -> bool:
-    if not value or "." not in value:
-        return False
-    until, _, mac = value.partition(".")
-    if not until.isdigit() or int(until) < utcnow().timestamp():
-        return False
-    expected = hmac.new(
-        secret, f"otp-ok:{recipient_id}:{version}:{until}".encode(), "sha256"
-    ).hexdigest()
-    return hmac.compare_digest(mac, expected)
 
 
 def recipient_for(session: Session, token: str) -> Recipient:
     """The token's recipient (404 when there is none), without loading the envelope."""
-    return _find(session, token)
-
-
-def mail_code(session: Session, token: str, sealed_code: str) -> None:
-    """Queue the code's email; the code travels sealed (AES-GCM) in the task's payload."""
-    recipient = _find(session, token)
-    envelope = session.get(Envelope, recipient.envelope_id)
-    assert envelope is not None
-    notices.mail(session, envelope, recipient, "otp", code=sealed_code)
+    return find_recipient(session, token)

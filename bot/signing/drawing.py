@@ -270,7 +270,9 @@ def footer(
     canvas.restoreState()
 
 
-def draw_test_mark(canvas: Canvas, page_width: float, page_height: float) -> None:
+def draw_test_mark(
+    canvas: Canvas, page_width: float, page_height: float, alpha: float = _TEST_ALPHA
+) -> None:
     """The diagonal, semi-transparent TEST mark across a page of the given size, reading
     from bottom left to top right, sized to about two thirds of the diagonal."""
     register_fonts()
@@ -278,7 +280,7 @@ def draw_test_mark(canvas: Canvas, page_width: float, page_height: float) -> Non
     size = max(4.0, 0.66 * diagonal / width(TEST_TEXT, FONT_BOLD, 1))  # grows with the page
     canvas.saveState()
     canvas.setFillColor(TEST_RED)
-    canvas.setFillAlpha(_TEST_ALPHA)
+    canvas.setFillAlpha(alpha)
     canvas.translate(page_width / 2, page_height / 2)
     canvas.rotate(math.degrees(math.atan2(page_height, page_width)))
     canvas.setFont(FONT_BOLD, size)
@@ -291,10 +293,10 @@ def draw_test_mark(canvas: Canvas, page_width: float, page_height: float) -> Non
 CELL_PAD = 4.0
 
 
-def bounded(value: object, column: float, max_lines: int, size: float = 8.5) -> str:
-    """User text for a table cell as Paragraph markup, cut to ``max_lines`` (measured in the
-    bold face, the widest we use) so that no value can grow a cell past a page."""
-    lines = fit(value, FONT_BOLD, size, column - 2 * CELL_PAD, max_lines)
+def bounded(value: object, column: float, max_lines: int, size: float = 7.5) -> str:
+    """User text for a table cell of ``column`` points as Paragraph markup (in the regular face
+    at ``size``), cut to ``max_lines`` so that no value can grow a cell past a page."""
+    lines = fit(value, FONT, size, column - 2 * CELL_PAD, max_lines)
     return "<br/>".join(escape(line) for line in lines)
 
 

@@ -29,7 +29,7 @@ from bot.notify.mail import FileTransport, mail_transport
 from bot.notify.messages import Attachment, Kind, MailContext, render_email, render_sms
 from bot.notify.sms import sms_provider
 from bot.secretbox import SecretBox
-from bot.signing import ceremony, tokens
+from bot.signing import otp, tokens
 
 log = logging.getLogger("signbot.notify")
 
@@ -109,7 +109,7 @@ class Mailer:
             role=recipient.role,
             action_url=action_url,
             code=code,
-            code_minutes=int(ceremony.OTP_VALIDITY.total_seconds() // 60),
+            code_minutes=int(otp.VALIDITY.total_seconds() // 60),
             expires_at=envelope.expires_at,
             decline_reason=(loaded.decliner.decline_reason or "") if loaded.decliner else "",
             declined_by=loaded.decliner.name if loaded.decliner else "",

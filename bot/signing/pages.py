@@ -23,7 +23,7 @@ from bot.documents.previews import Previews
 from bot.envelopes.models import EnvelopeDocument, Recipient
 from bot.errors import Conflict, NotFound, ValidationFailed
 from bot.i18n import Translator
-from bot.signing import ceremony
+from bot.signing import ceremony, otp
 from bot.signing.ceremony import Opened, SignForm, Visit
 from bot.timeutil import iso, to_utc, utcnow
 
@@ -67,7 +67,7 @@ def _proof(request: Request) -> ceremony.Proof:
     cookie = request.cookies.get(OTP_COOKIE)
 
     def proven(recipient: Recipient) -> bool:
-        return ceremony.otp_cookie_ok(secret, recipient.id, recipient.token_version, cookie)
+        return otp.otp_cookie_ok(secret, recipient.id, recipient.token_version, cookie)
 
     return proven
 
@@ -133,8 +133,8 @@ def _render(
             **common,
             code_sent=expires is not None and to_utc(expires) > utcnow(),
             masked_email=_mask(recipient.email),
-            digits=ceremony.OTP_DIGITS,
-            minutes=int(ceremony.OTP_VALIDITY.total_seconds() // 60),
+            digits=otp.DIGITS,
+            minutes=int(otp.VALIDITY.total_seconds() // 60),
         )
     if opened.state not in ("act", "view"):
         return _html(
@@ -324,9 +324,9 @@ async def send_code(token: str, request: Request) -> Response:
     visit = _visit(request)
 
     def work(session: Session) -> bool:
-        code = ceremony.send_code(session, token, visit, secret)
+        code = otp.send_code(session, token, visit, secret)
         if code is not None:
-            ceremony.mail_code(session, token, box.seal(code))
+            otp.mail_code(session, token, box.seal(code))
         return code is not None
 
     try:
@@ -349,9 +349,7 @@ async def verify_code(token: str, request: Request) -> Response:
     db, secret = request.app.state.db, request.app.state.token_secret
     visit = _visit(request)
     try:
-        recipient, problem = await db.run(
-            lambda s: ceremony.check_code(s, token, visit, code, secret)
-        )
+        recipient, problem = await db.run(lambda s: otp.check_code(s, token, visit, code, secret))
     except NotFound:
         return _not_found()
     if problem is not None:
@@ -360,8 +358,8 @@ async def verify_code(token: str, request: Request) -> Response:
     response = RedirectResponse(f"/sign/{token}", status_code=303, headers=HEADERS)
     response.set_cookie(
         OTP_COOKIE,
-        ceremony.otp_cookie_value(secret, recipient, utcnow()),
-        max_age=int(ceremony.OTP_SESSION.total_seconds()),
+        otp.otp_cookie_value(secret, recipient, utcnow()),
+        max_age=int(otp.SESSION.total_seconds()),
         path=f"/sign/{token}",
         httponly=True,
         secure=request.url.scheme == "https",
