@@ -8,6 +8,7 @@ from bot.envelopes.models import (
     Envelope,
     EnvelopeDocument,
     EnvelopeField,
+    FieldValue,
     Recipient,
     Signature,
 )
@@ -24,6 +25,7 @@ __all__ = [
     "Envelope",
     "EnvelopeDocument",
     "EnvelopeField",
+    "FieldValue",
     "IdempotencyRecord",
     "OutboxEvent",
     "Recipient",

@@ -143,6 +143,36 @@ class EnvelopeField(SQLModel, table=True):
     required: bool = True
     label: str | None = Field(default=None, max_length=200)
     options: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    # Where the field really goes, resolved from the anchor (or the coordinates) when the
+    # envelope is created or changed: points, y from the top of the displayed page.
+    placed_page: int | None = None
+    placed_x: float | None = None
+    placed_y: float | None = None
+    placed_width: float | None = None
+    placed_height: float | None = None
+    page_width: float | None = None
+    """Size of the displayed page the field is on, to overlay it on the page's image."""
+    page_height: float | None = None
+    anchor_found: bool | None = None
+    """None: placed by coordinates; False: the anchor was not found, the coordinates were used."""
+
+
+class FieldValue(SQLModel, table=True):
+    """What a signer filled in a field (evidence, and what the seal job stamps)."""
+
+    __tablename__ = "field_values"
+
+    field_id: str = Field(
+        foreign_key="envelope_fields.id", primary_key=True, max_length=40, ondelete="CASCADE"
+    )
+    envelope_id: str = Field(
+        foreign_key="envelopes.id", index=True, max_length=40, ondelete="CASCADE"
+    )
+    recipient_id: str = Field(max_length=40)
+    value: str = Field(default="", max_length=2000)
+    """Text, the chosen option, ``true``/``false`` for a checkbox, the date for DATE_SIGNED;
+    empty for signatures and initials (the signature row holds those)."""
+    filled_at: datetime
 
 
 class AuditEvent(SQLModel, table=True):
@@ -184,6 +214,8 @@ class Signature(SQLModel, table=True):
     name: str = Field(max_length=255)
     """The name the signer confirmed on the page."""
     typed: str | None = Field(default=None, max_length=255)
+    initials: str | None = Field(default=None, max_length=20)
+    """Typed initials, for INITIALS fields and ``initialsOnEveryPage``."""
     image_png: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
     """A drawn signature, re-encoded by us as a PNG (never the browser's bytes as they came)."""
     consent_version: str = Field(max_length=32)

@@ -208,11 +208,14 @@ def check_sign_form(form: SignForm) -> tuple[str, str | None, bytes | None]:
         errors.append(("name", "too_long"))
     typed: str | None = None
     drawn: bytes | None = None
-    if form.mode == "drawn" and form.drawn:
+    if form.mode == "drawn":
+        # never fall back to the typed name: the signer chose to draw and saw no typed one
         try:
-            drawn = clean_drawing(form.drawn)
+            drawn = clean_drawing(form.drawn) if form.drawn else None
         except ValueError:
             errors.append(("signature", "drawing_invalid"))
+        if not form.drawn:
+            errors.append(("signature", "required"))
     else:
         typed = " ".join(form.typed.split()) or name
         if not typed:

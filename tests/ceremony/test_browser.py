@@ -31,7 +31,7 @@ if not CHROMIUM.exists():
         allow_module_level=True,
     )
 
-from playwright.sync_api import Browser, Dialog, Page, Route, expect
+from playwright.sync_api import Browser, ConsoleMessage, Dialog, Page, Response, Route, expect
 from pypdf import PdfReader
 
 from bot.signing.pages import CATALOG
@@ -73,10 +73,26 @@ def address(label: str) -> str:
 
 
 def send_envelope(
-    tenant: Tenant, recipients: list[dict[str, Any]], pdf: bytes | None = None, **extra: Any
+    tenant: Tenant,
+    recipients: list[dict[str, Any]],
+    pdf: bytes | None = None,
+    document_name: str | None = None,
+    **extra: Any,
 ) -> dict[str, Any]:
-    """Upload, create and send; the create answer carries each recipient's ``signUrl``."""
-    document = upload(tenant, pdf or make_pdf(2))
+    """Upload, create and send; the create answer carries each recipient's ``signUrl``.
+    ``document_name`` is the display name (multipart ``name``), kept as given, unlike the
+    file name, which the upload sanitises."""
+    if document_name is None:
+        document = upload(tenant, pdf or make_pdf(2))
+    else:
+        uploaded = tenant.client.post(
+            "/documents",
+            files={"file": ("contract.pdf", pdf or make_pdf(2), "application/pdf")},
+            data={"name": document_name},
+        )
+        assert uploaded.status_code == 201, uploaded.text
+        document = uploaded.json()
+        assert document["name"] == document_name
     body = {
         "subject": "Services agreement",
         "documentIds": [document["id"]],
@@ -93,6 +109,13 @@ def send_envelope(
 
 def links(envelope: dict[str, Any]) -> dict[str, str]:
     return {r["email"]: r["signUrl"] for r in envelope["recipients"]}
+
+
+def recipient(tenant: Tenant, envelope_id: str, email: str) -> dict[str, Any]:
+    """One recipient as the API shows it now."""
+    answer = tenant.client.get(f"/envelopes/{envelope_id}")
+    assert answer.status_code == 200, answer.text
+    return next(r for r in answer.json()["recipients"] if r["email"] == email)
 
 
 def heading(page: Page) -> Any:
@@ -156,10 +179,18 @@ def test_email_link_drawn_signature_ends_up_in_the_sealed_pdf(
     first_page_image_loaded(phone)
 
     phone.get_by_label(EN["form.mode.drawn"]).check()
-    expect(phone.locator("#pad")).to_be_visible()
+    pad = phone.locator("#pad")
+    expect(pad).to_be_visible()
     expect(phone.locator("#typed")).to_be_hidden()
-    draw_signature(phone)
     phone.locator("#consent").check()
+    # "Draw" with an empty pad is stopped in the page (not signed with the hidden typed name)
+    phone.get_by_role("button", name=EN["form.sign"], exact=True).click()
+    expect(phone.locator("#pad-error")).to_be_visible()
+    expect(pad).to_have_attribute("aria-invalid", "true")
+    heading(phone).to_have_text("Lease for flat 4B")
+
+    draw_signature(phone)
+    expect(phone.locator("#pad-error")).to_be_hidden()
     shoot(phone, "sign-page-drawn")
     phone.get_by_role("button", name=EN["form.sign"], exact=True).click()
     # the only signer: their signature completes the envelope (sealing follows in the worker)
@@ -254,11 +285,7 @@ def test_without_javascript_typed_signature_and_consent_error(
         sign_typed(page)
         heading(page).to_have_text(EN["status.signed.title"])
 
-    mine = next(
-        r for r in tenant.client.get(f"/envelopes/{envelope['id']}").json()["recipients"]
-        if r["email"] == signer
-    )
-    assert mine["status"] == "SIGNED"
+    assert recipient(tenant, envelope["id"], signer)["status"] == "SIGNED"
 
 
 def test_sequential_order_waits_for_the_first_signer(tenant: Tenant, phone: Page) -> None:
@@ -366,9 +393,9 @@ def test_page_in_the_envelope_language(tenant: Tenant, phone: Page, lang: str) -
 
 
 def test_hostile_subject_and_name_render_as_text(tenant: Tenant, phone: Page) -> None:
-    """Markup in the subject and in a signer's name is shown, never run: no dialog opens on
-    the sign page, on the waiting page (which names the other signer) or after signing; and
-    every page carries the Content-Security-Policy."""
+    """Markup in the subject, a signer's name, the message and the document's name is shown,
+    never run: no dialog opens on the sign page, on the waiting page (which names the other
+    signer) or after signing; and every page carries the Content-Security-Policy."""
     dialogs: list[str] = []
 
     def record(dialog: Dialog) -> None:
@@ -384,6 +411,8 @@ def test_hostile_subject_and_name_render_as_text(tenant: Tenant, phone: Page) ->
             {"email": other, "name": "Olga Petrova", "role": "SIGNER", "order": 2},
         ],
         subject=HOSTILE_SUBJECT,
+        message=f"Please sign.\n{HOSTILE_NAME}",
+        document_name=f"{HOSTILE_NAME}.pdf",
     )
     urls = links(envelope)
 
@@ -393,6 +422,10 @@ def test_hostile_subject_and_name_render_as_text(tenant: Tenant, phone: Page) ->
     assert "script-src 'self'" in csp and "default-src 'none'" in csp, csp
     heading(phone).to_have_text(HOSTILE_SUBJECT)
     expect(phone.locator("#name")).to_have_value(HOSTILE_NAME)
+    expect(phone.locator(".message")).to_contain_text(HOSTILE_NAME)  # the sender's message
+    expect(phone.locator("article.document h3")).to_contain_text(f"{HOSTILE_NAME}.pdf")
+    alt = phone.locator("figure.page img").first.get_attribute("alt") or ""
+    assert alt.startswith(f"{HOSTILE_NAME}.pdf"), alt
     expect(phone.locator("img[src=x]")).to_have_count(0)
     assert phone.title().startswith(EN["title.act"].split("{")[0])
     assert HOSTILE_SUBJECT in phone.title()
@@ -420,15 +453,19 @@ def test_static_assets_and_page_images_are_served_to_the_browser(
     envelope = send_envelope(tenant, [{"email": signer, "name": "Rui Sousa", "role": "SIGNER"}])
     with new_page(browser, **PHONE) as page:
         failed: list[str] = []
-        page.on("requestfailed", lambda request: failed.append(request.url))
-        page.on(
-            "response",
-            lambda response: failed.append(f"{response.status} {response.url}")
-            if response.status >= 400
-            else None,
-        )
         errors: list[str] = []
-        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+
+        def answered(response: Response) -> None:
+            if response.status >= 400:
+                failed.append(f"{response.status} {response.url}")
+
+        def logged(message: ConsoleMessage) -> None:
+            if message.type == "error":  # CSP violations and script errors land here
+                errors.append(message.text)
+
+        page.on("requestfailed", lambda request: failed.append(request.url))
+        page.on("response", answered)
+        page.on("console", logged)
         page.goto(links(envelope)[signer])
         first_page_image_loaded(page)
         expect(page.locator("#mode-drawn")).to_be_visible()  # signer.js ran

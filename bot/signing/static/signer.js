@@ -10,6 +10,7 @@
   var pad = document.getElementById("pad");
   var hidden = document.getElementById("drawn");
   var clear = document.getElementById("pad-clear");
+  var empty = document.getElementById("pad-error");
   var ctx = pad.getContext("2d");
   var drawing = false;
   var inked = false;
@@ -25,11 +26,25 @@
     var drawn = mode() === "drawn";
     drawnBox.hidden = !drawn;
     typedBox.hidden = drawn;
+    if (!drawn) { flag(false); }
   }
   form.querySelectorAll("input[name=mode]").forEach(function (radio) {
     radio.addEventListener("change", sync);
   });
   sync();
+
+  function flag(on) {
+    // "Draw" chosen but nothing drawn: say so next to the pad rather than let the server fall
+    // back to the typed name, a signature this signer never saw (its box is hidden).
+    empty.hidden = !on;
+    if (on) {
+      pad.setAttribute("aria-invalid", "true");
+      pad.setAttribute("aria-describedby", "pad-error");
+    } else {
+      pad.removeAttribute("aria-invalid");
+      pad.removeAttribute("aria-describedby");
+    }
+  }
 
   function point(event) {
     var box = pad.getBoundingClientRect();
@@ -51,6 +66,7 @@
     ctx.arc(last.x, last.y, 1.2, 0, Math.PI * 2);
     ctx.fill();
     inked = true;
+    flag(false);
     event.preventDefault();
   });
   pad.addEventListener("pointermove", function (event) {
@@ -72,7 +88,13 @@
     inked = false;
     hidden.value = "";
   });
-  form.addEventListener("submit", function () {
-    hidden.value = mode() === "drawn" && inked ? pad.toDataURL("image/png") : "";
+  form.addEventListener("submit", function (event) {
+    if (mode() === "drawn" && !inked) {
+      event.preventDefault();
+      flag(true);
+      pad.focus();
+      return;
+    }
+    hidden.value = mode() === "drawn" ? pad.toDataURL("image/png") : "";
   });
 })();
