@@ -5,6 +5,7 @@ written. Shared by create and update; writes use plain rows (``bot.db.insert_row
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -19,6 +20,7 @@ from bot.db import insert_rows, plain_row
 from bot.documents.models import Document
 from bot.envelopes import lifecycle
 from bot.envelopes.models import Envelope, EnvelopeDocument, EnvelopeField, Recipient
+from bot.envelopes.placement import Placement
 from bot.envelopes.schemas import FieldIn, RecipientIn
 from bot.errors import FieldError, ValidationFailed
 from bot.ids import new_id
@@ -159,6 +161,11 @@ def write_documents(
     )
 
 
+def _placed(placements: Sequence[Placement | None] | None, i: int) -> dict[str, Any]:
+    placed = placements[i] if placements is not None and i < len(placements) else None
+    return placed.columns() if placed is not None else {}
+
+
 def write_fields(
     session: Session,
     envelope: Envelope,
@@ -166,7 +173,9 @@ def write_fields(
     recipients: list[Recipient],
     *,
     replace: bool = True,
+    placements: Sequence[Placement | None] | None = None,
 ) -> list[EnvelopeField]:
+    """Write the fields; with ``placements`` (in the same order) their resolved boxes too."""
     if replace:
         session.exec(sql_delete(EnvelopeField).where(col(EnvelopeField.envelope_id) == envelope.id))  # type: ignore[call-overload]
     by_email = {r.email.lower(): r.id for r in recipients}
@@ -192,6 +201,7 @@ def write_fields(
                 required=f.required,
                 label=f.label,
                 options=list(f.options),
+                **_placed(placements, i),
             )
         )
     insert_rows(session, EnvelopeField, rows)

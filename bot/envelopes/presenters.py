@@ -80,7 +80,29 @@ def field_json(field: EnvelopeField, email: str) -> dict[str, Any]:
     _put(out, "label", field.label)
     if field.options:
         out["options"] = field.options
+    # extensions: where the field really goes, and whether its anchor was found
+    if field.anchor_text and field.anchor_found is not None:
+        out["anchorFound"] = field.anchor_found
+    if field.placed_page is not None:
+        out["placement"] = {
+            "pageNumber": field.placed_page,
+            "x": round(field.placed_x, 2),
+            "y": round(field.placed_y, 2),
+            "width": round(field.placed_width, 2),
+            "height": round(field.placed_height, 2),
+        }
     return out
+
+
+def warnings(agg: EnvelopeAggregate) -> list[str]:
+    """What the sender should know: anchors not found (the field sits at its coordinates)."""
+    return [
+        f"fields.{i}: anchor text {f.anchor_text!r} was not found in document "
+        f"{f.document_index}; the field is placed at its coordinates (page {f.page_number}, "
+        f"x {f.x:g}, y {f.y:g})"
+        for i, f in enumerate(agg.fields)
+        if f.anchor_text and f.anchor_found is False
+    ]
 
 
 def envelope_json(
@@ -119,6 +141,9 @@ def envelope_json(
     _put(out, "voidedAt", iso(env.voided_at))
     _put(out, "voidReason", env.void_reason)
     _put(out, "finishedAt", iso(env.finished_at))
+    found = warnings(agg)
+    if found:
+        out["warnings"] = found
     _put(out, "sealedAt", iso(env.sealed_at))
     out["reminders"] = {
         "intervalDays": env.reminder_interval_days,

@@ -19,7 +19,7 @@ from sqlmodel import Session
 from bot.accounts.context import AuthContext
 from bot.documents import service as documents
 from bot.documents.routes import ingest_file
-from bot.envelopes import audit, parts, queries, reminders, service
+from bot.envelopes import audit, parts, placement, queries, reminders, service
 from bot.envelopes.lifecycle import EnvelopeStatus, Role, is_finished
 from bot.envelopes.presenters import EnvelopeAggregate, envelope_json
 from bot.envelopes.schemas import (
@@ -54,6 +54,21 @@ StatusFilter = Literal[
     "EXPIRED",
     "RETURNED_TO_SENDER",
 ]
+
+
+async def _placements(
+    request: Request, ctx: AuthContext, document_ids: list[str], fields: list[Any]
+) -> list[placement.Placement | None] | None:
+    """Where the fields go, resolved before the create transaction (it reads the PDFs)."""
+    if not fields or not document_ids:
+        return None
+    state = request.app.state
+    keys = await state.db.run(
+        lambda s: placement.pdf_keys_for(s, ctx.account_id, ctx.environment, document_ids)
+    )
+    if len(keys) != len(document_ids):
+        return None  # unknown documents: the create answers 400 for them
+    return await placement.place(state.storage, keys, fields)
 
 
 def _actor(request: Request, ctx: AuthContext) -> audit.Actor:
@@ -117,12 +132,14 @@ async def create_envelope(
         )
 
     actor = _actor(request, ctx)
+    placements = await _placements(request, ctx, body.document_ids or [], body.fields or [])
 
     async def handler(done: Done) -> tuple[int, dict[str, Any]]:
         def work(session: Session) -> dict[str, Any]:
-            payload = _with_tokens(
-                request, service.create(session, ctx, body, secret=secret, actor=actor)
+            created = service.create(
+                session, ctx, body, secret=secret, actor=actor, placements=placements
             )
+            payload = _with_tokens(request, created)
             done(session, 201, payload)
             return payload
 
@@ -259,11 +276,14 @@ async def update_envelope(
     request: Request,
     ctx: AuthContext = requires("envelopes:write"),
 ) -> Any:
-    secret = request.app.state.token_secret
-    agg = await request.app.state.db.run(
-        lambda s: service.update(s, ctx, envelope_id, body, secret=secret)
-    )
-    return envelope_json(agg, None, request.app.state.public_url)
+    state = request.app.state
+    secret = state.token_secret
+    agg = await state.db.run(lambda s: service.update(s, ctx, envelope_id, body, secret=secret))
+    changed = body.model_fields_set & {"fields", "document_ids", "recipients"}
+    if changed and agg.fields:
+        await placement.refresh(state.db, state.storage, envelope_id, only_missing=False)
+        agg = await state.db.run(lambda s: queries.load(s, ctx, envelope_id))
+    return envelope_json(agg, None, state.public_url)
 
 
 @router.delete("/envelopes/{envelope_id}", summary="Delete DRAFT envelope")
@@ -280,6 +300,9 @@ async def send_envelope(
     envelope_id: str, request: Request, ctx: AuthContext = requires("envelopes:write")
 ) -> Any:
     actor = _actor(request, ctx)
+    # fields written by an older version, or whose placement failed, are placed now
+    state = request.app.state
+    await placement.refresh(state.db, state.storage, envelope_id, only_missing=True)
 
     async def handler(done: Done) -> tuple[int, dict[str, Any]]:
         def work(session: Session) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from bot.envelopes import category as categories
 from bot.envelopes.audit import Actor
 from bot.envelopes.events import envelope_data, recipient_data
 from bot.envelopes.models import Envelope, EnvelopeDocument, EnvelopeField, Recipient
+from bot.envelopes.placement import Placement
 from bot.envelopes.presenters import EnvelopeAggregate
 from bot.envelopes.queries import load
 from bot.envelopes.schemas import (
@@ -48,8 +49,10 @@ def create(
     *,
     secret: bytes,
     actor: Actor | None = None,
+    placements: list[Placement | None] | None = None,
 ) -> EnvelopeAggregate:
-    """A DRAFT envelope; emits ``envelope.created``."""
+    """A DRAFT envelope; emits ``envelope.created``. ``placements``: where each field goes,
+    resolved by the caller from the documents (``bot.envelopes.placement``)."""
     now = utcnow()
     if not body.subject:
         raise ValidationFailed.field("subject", "is required")
@@ -96,7 +99,9 @@ def create(
     insert_rows(session, Envelope, [envelope])
     parts.write_documents(session, envelope, documents, replace=False)
     insert_rows(session, Recipient, recipients)
-    fields = parts.write_fields(session, envelope, fields_in, recipients, replace=False)
+    fields = parts.write_fields(
+        session, envelope, fields_in, recipients, replace=False, placements=placements
+    )
     audit.record(
         session,
         envelope.id,

@@ -24,12 +24,12 @@ from sqlmodel import Session, select
 from bot.accounts.context import AuthContext
 from bot.accounts.models import Account
 from bot.envelopes import audit, lifecycle
-from bot.envelopes.models import Envelope, Recipient, Signature
+from bot.envelopes.models import Envelope, FieldValue, Recipient, Signature
 from bot.envelopes.presenters import EnvelopeAggregate
 from bot.envelopes.queries import load_many
 from bot.envelopes.service import apply, state_of
 from bot.errors import FieldError, IllegalTransition, NotFound, ValidationFailed
-from bot.signing import tokens
+from bot.signing import fields, tokens
 from bot.timeutil import to_utc, utcnow
 
 CONSENT_VERSION = "2026-11-28"
@@ -196,11 +196,17 @@ class SignForm:
     drawn: str
     """A ``data:image/png;base64,…`` URL from the canvas (JavaScript only)."""
     consent: bool
+    values: dict[str, str] = field(default_factory=dict)
+    """Field inputs by their form name (``field_<id>``)."""
+    initials: str = ""
 
 
-def check_sign_form(form: SignForm) -> tuple[str, str | None, bytes | None]:
-    """(name, typed signature, drawn PNG) or ValidationFailed naming each bad field."""
-    errors = []
+def check_sign_form(
+    form: SignForm, errors: list[tuple[str, str]] | None = None
+) -> tuple[str, str | None, bytes | None]:
+    """(name, typed signature, drawn PNG) or ValidationFailed naming each bad field
+    (``errors`` already found elsewhere in the form are reported with these)."""
+    errors = list(errors or [])
     name = " ".join(form.name.split())
     if not name:
         errors.append(("name", "required"))
@@ -292,9 +298,28 @@ def _viewed(
 
 def sign(session: Session, token: str, visit: Visit, form: SignForm, proof: Proof) -> Opened:
     agg, recipient, now = _act(session, token, visit, proof)
-    name, typed, drawn = check_sign_form(form)
+    own = fields.mine(agg.fields, recipient.id)
+    wants_initials = fields.asks_initials(own, agg.envelope.initials_on_every_page)
+    values, initials, problems = fields.check(
+        own, form.values, initials=form.initials, wants_initials=wants_initials
+    )
+    name, typed, drawn = check_sign_form(form, problems)
     transition = lifecycle.sign(state_of(agg), recipient.id)  # 409 unless it is their turn
     recipient.signed_at = now
+    for field_row in own:
+        value = values.get(field_row.id)
+        if field_row.field_type == "DATE_SIGNED":
+            value = now.date().isoformat()
+        if value is not None:
+            session.add(
+                FieldValue(
+                    field_id=field_row.id,
+                    envelope_id=agg.envelope.id,
+                    recipient_id=recipient.id,
+                    value=value,
+                    filled_at=now,
+                )
+            )
     session.add(
         Signature(
             recipient_id=recipient.id,
@@ -302,6 +327,7 @@ def sign(session: Session, token: str, visit: Visit, form: SignForm, proof: Proo
             kind="drawn" if drawn else "typed",
             name=name,
             typed=typed,
+            initials=initials,
             image_png=drawn,
             consent_version=CONSENT_VERSION,
             ip=visit.ip,
@@ -315,6 +341,8 @@ def sign(session: Session, token: str, visit: Visit, form: SignForm, proof: Proo
         "signatureSha256": hashlib.sha256(drawn or (typed or "").encode()).hexdigest(),
         "consentVersion": CONSENT_VERSION,
         "authentication": recipient.authentication or "EMAIL_LINK",
+        "fields": {f.id: values.get(f.id, "") for f in own if f.field_type in fields.FILLED},
+        "initials": initials,
     }
     _apply_as(session, agg, recipient, transition, now, visit, details)
     return _reopened(session, agg, recipient)

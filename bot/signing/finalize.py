@@ -21,17 +21,26 @@ from sqlmodel import Session, col, select
 from bot.accounts.context import AuthContext
 from bot.accounts.models import Account
 from bot.db import Database
+from bot.documents import anchors
 from bot.documents.models import Document
 from bot.documents.storage import Storage
 from bot.envelopes import audit, notices
 from bot.envelopes.events import envelope_data
-from bot.envelopes.models import Envelope, EnvelopeDocument, Recipient, Signature
+from bot.envelopes.models import (
+    Envelope,
+    EnvelopeDocument,
+    EnvelopeField,
+    FieldValue,
+    Recipient,
+    Signature,
+)
 from bot.jobs.models import Task
 from bot.jobs.outbox import emit
-from bot.signing import ceremony
+from bot.signing import ceremony, stamping
 from bot.signing.audit_pdf import AuditDocument, AuditRecipient, AuditTrail, render_audit_trail
 from bot.signing.compose import Composition, Party, SignatureMark, SourceDocument, compose
 from bot.signing.seal import Sealer
+from bot.signing.stamp import stamp
 from bot.timeutil import iso, utcnow
 from bot.web.paths import API_PREFIX
 
@@ -49,6 +58,8 @@ class Snapshot:
     documents: list[tuple[int, Document]]
     recipients: list[Recipient]
     signatures: dict[str, Signature]
+    fields: list[EnvelopeField]
+    values: dict[str, str]
 
 
 def _snapshot(session: Session, envelope_id: str) -> Snapshot | None:
@@ -76,8 +87,27 @@ def _snapshot(session: Session, envelope_id: str) -> Snapshot | None:
         s.recipient_id: s
         for s in session.exec(select(Signature).where(Signature.envelope_id == envelope_id))
     }
+    fields = list(
+        session.exec(
+            select(EnvelopeField)
+            .where(EnvelopeField.envelope_id == envelope_id)
+            .order_by(col(EnvelopeField.position))
+        )
+    )
+    values = {
+        v.field_id: v.value
+        for v in session.exec(select(FieldValue).where(FieldValue.envelope_id == envelope_id))
+    }
     session.expunge_all()  # plain objects from here on: the caller reads them after commit
-    return Snapshot(envelope, account.name if account else "", documents, recipients, signatures)
+    return Snapshot(
+        envelope,
+        account.name if account else "",
+        documents,
+        recipients,
+        signatures,
+        fields,
+        values,
+    )
 
 
 def _context(envelope: Envelope) -> AuthContext:
@@ -110,12 +140,10 @@ class Finalizer:
         """Compose and seal the signed PDF once; answers (sha256 before, after) per document."""
         envelope = snap.envelope
         sources = []
-        for _, doc in snap.documents:
-            sources.append(
-                SourceDocument(
-                    doc.name, await self.storage.read_bytes(doc.pdf_storage_key), doc.sha256
-                )
-            )
+        for index, doc in snap.documents:
+            pdf = await self.storage.read_bytes(doc.pdf_storage_key)
+            pdf = await asyncio.to_thread(_stamped, pdf, snap, index)
+            sources.append(SourceDocument(doc.name, pdf, doc.sha256))
         spec = Composition(
             envelope_id=envelope.id,
             subject=envelope.subject,
@@ -127,6 +155,7 @@ class Finalizer:
                 Party(r.name, r.email, r.role, r.status, recipient_id=r.id) for r in snap.recipients
             ),
             completed_at=envelope.completed_at or utcnow(),
+            placed=stamping.placed_signers(snap.fields),
         )
         composed = await asyncio.to_thread(compose, spec)
         hashes = [(d.sha256_before, d.sha256_after) for d in composed.documents]
@@ -255,6 +284,12 @@ class Finalizer:
         )
         for recipient in recipients:
             notices.mail(session, envelope, recipient, "completed")
+
+
+def _stamped(pdf: bytes, snap: Snapshot, index: int) -> bytes:
+    """The document with its signers' fields drawn in (PDF work: run it in a thread)."""
+    stamps = stamping.stamps_for(snap, index, anchors.page_sizes(pdf))
+    return stamp(pdf, stamps) if stamps else pdf
 
 
 def _marks(snap: Snapshot) -> list[SignatureMark]:

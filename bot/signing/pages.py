@@ -23,7 +23,7 @@ from bot.documents.previews import Previews
 from bot.envelopes.models import EnvelopeDocument, Recipient
 from bot.errors import Conflict, NotFound, ValidationFailed
 from bot.i18n import Translator
-from bot.signing import ceremony, otp
+from bot.signing import ceremony, fields, otp
 from bot.signing.ceremony import Opened, SignForm, Visit
 from bot.timeutil import iso, to_utc, utcnow
 
@@ -142,6 +142,7 @@ def _render(
         )
     role = recipient.role
     approver = role == "APPROVER"
+    own = fields.mine(opened.agg.fields, recipient.id) if opened.state == "act" else []
     return _html(
         "sign.html",
         status,
@@ -157,9 +158,39 @@ def _render(
         expires=(iso(envelope.expires_at) or "")[:16].replace("T", " ") + " UTC"
         if envelope.expires_at
         else None,
-        documents=documents or [],
-        form=form or {"name": recipient.name, "typed": recipient.name, "mode": "typed"},
+        documents=_with_pages(documents or [], own),
+        wants_initials=fields.asks_initials(own, envelope.initials_on_every_page),
+        form=form
+        or {
+            "name": recipient.name,
+            "typed": recipient.name,
+            "mode": "typed",
+            "initials": fields.default_initials(recipient.name),
+        },
     )
+
+
+def _with_pages(documents: list[dict[str, Any]], own: list[Any]) -> list[dict[str, Any]]:
+    """Each document's pages with this signer's fields: boxes over the image, inputs below."""
+    out = []
+    for doc in documents:
+        pages = []
+        for number in range(1, doc["pages"] + 1):
+            width, height = fields.page_size(own, doc["index"], number)
+            on_page = [
+                f for f in own if f.document_index == doc["index"] and f.placed_page == number
+            ]
+            pages.append(
+                {
+                    "number": number,
+                    "width": round(width, 2),
+                    "height": round(height, 2),
+                    "overlays": fields.overlays(own, doc["index"], number),
+                    "inputs": on_page,
+                }
+            )
+        out.append({**doc, "page_list": pages})
+    return out
 
 
 def _mask(email: str) -> str:
@@ -263,9 +294,17 @@ async def sign(token: str, request: Request) -> Response:
         typed=_field(form, "typed", 400),
         drawn=_field(form, "drawn", ceremony.MAX_DRAWN_BYTES * 2),
         consent=_field(form, "consent", 10) == "yes",
+        values={k: _field(form, k, 600) for k in form if k.startswith("field_")},
+        initials=_field(form, "initials", 40),
     )
     visit, proof = _visit(request), _proof(request)
-    echo = {"name": submitted.name, "typed": submitted.typed, "mode": submitted.mode}
+    echo = {
+        "name": submitted.name,
+        "typed": submitted.typed,
+        "mode": submitted.mode,
+        "initials": submitted.initials,
+        **submitted.values,
+    }
     return await _page(
         request,
         token,

@@ -98,3 +98,38 @@
     hidden.value = mode() === "drawn" ? pad.toDataURL("image/png") : "";
   });
 })();
+
+// Fields on the page: clicking a box goes to its input (focused, scrolled into view), and what
+// the signer types shows in the box, so the page looks as it will be stamped.
+(function () {
+  "use strict";
+  document.querySelectorAll("svg.fields a.field-link").forEach(function (link) {
+    link.addEventListener("click", function (event) {
+      var target = document.getElementById(link.getAttribute("data-input"));
+      if (!target) { return; }
+      event.preventDefault();
+      target.scrollIntoView({ block: "center" });
+      var focusable = target.matches("input, select, textarea") ? target : target.querySelector("input, select");
+      if (focusable) {
+        if (focusable.type === "checkbox") { focusable.checked = !focusable.checked; focusable.dispatchEvent(new Event("change")); }
+        focusable.focus();
+      }
+    });
+  });
+  function show(name, value) {
+    document.querySelectorAll('svg.fields text[data-for="' + name + '"]').forEach(function (text) {
+      if (!text.hasAttribute("data-label")) { text.setAttribute("data-label", text.textContent); }
+      text.textContent = value || text.getAttribute("data-label");
+    });
+  }
+  document.querySelectorAll('[form="sign-form"]').forEach(function (input) {
+    function update() {
+      if (input.type === "checkbox") { show(input.name, input.checked ? "\u2713" : ""); }
+      else if (input.type === "radio") { if (input.checked) { show(input.name, input.value); } }
+      else { show(input.name, input.value); }
+    }
+    input.addEventListener("input", update);
+    input.addEventListener("change", update);
+    if (input.value && (input.type !== "checkbox" && input.type !== "radio" || input.checked)) { update(); }
+  });
+})();
