@@ -35,6 +35,8 @@ from bot.signing.mailer import Mailer
 from bot.signing.pages import router as signing_router
 from bot.signing.seal import Sealer
 from bot.signing.verify import load_roots
+from bot.templates.registry import Registry
+from bot.templates.routes import router as templates_router
 from bot.web.auth import Authenticator, RateLimitHeaders
 from bot.web.bodylimit import BodyLimit
 from bot.web.limiter import Limiter, build_limiter
@@ -51,6 +53,7 @@ EXTENSIONS = {
     ("GET", f"{API_PREFIX}/documents/{{document_id}}/content"),
     ("POST", f"{API_PREFIX}/envelopes/{{envelope_id}}/void"),
     ("POST", f"{API_PREFIX}/envelopes/{{envelope_id}}/remind"),
+    ("GET", f"{API_PREFIX}/templates/{{template_id}}"),
     ("PATCH", f"{API_PREFIX}/webhooks/{{webhook_id}}"),
     ("POST", f"{API_PREFIX}/webhooks/{{webhook_id}}/rotate-secret"),
     ("GET", f"{API_PREFIX}/webhooks/{{webhook_id}}/deliveries"),
@@ -117,6 +120,7 @@ def create_app(
     app.state.public_url = settings.effective_public_url
     app.state.storage = build_storage(settings.storage_url, settings.storage_root)
     app.state.previews = Previews(app.state.storage)
+    app.state.templates = Registry.load(settings.templates_dir)
     app.state.limiter = limiter
     app.state.authenticator = authenticator
     app.state.token_secret = token_secret
@@ -132,6 +136,7 @@ def create_app(
             accounts_router,
             webhooks_router,
             signing_router,
+            templates_router,
         ):
             app.router.routes.extend(router.routes)
     app.include_router(_operations_router())

@@ -394,3 +394,12 @@ def db_downgrade(revision: str) -> None:
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
+
+
+def _attach_templates() -> None:
+    from bot.templates.cli import templates
+
+    main.add_command(templates)
+
+
+_attach_templates()

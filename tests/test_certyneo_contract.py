@@ -662,10 +662,10 @@ COVERED = {
     ("GET", "/envelopes/{id}/signed-document"),
     ("GET", "/envelopes/{id}/audit-trail"),
     ("POST", "/documents"),
+    ("GET", "/templates"),
 }
 #: Certyneo operations signbot does not serve yet (their own issues).
 NOT_YET_SERVED = {
-    ("GET", "/templates"),
     ("POST", "/webhooks"),
     ("DELETE", "/webhooks/{id}"),
 }
@@ -707,6 +707,15 @@ def test_account_me(tenant: Tenant) -> None:
     body = conforms(response, "/account/me", "GET")
     assert body["id"] == tenant.account_id
     assert isinstance(body["name"], str) and body["name"]
+
+
+def test_templates(tenant: Tenant) -> None:
+    response = tenant.client.get("/templates")
+    assert response.status_code == 200, response.text
+    body = conforms(response, "/templates", "GET")
+    assert {t["id"] for t in body["data"]} >= {"tpl_mutual-nda", "tpl_service-agreement"}
+    for template in body["data"]:
+        assert template["signerCount"] >= 1 and template["documentCount"] >= 1
 
 
 def test_workspaces(tenant: Tenant) -> None:

@@ -19,7 +19,15 @@ from sqlmodel import Session
 from bot.accounts.context import AuthContext
 from bot.documents import service as documents
 from bot.documents.routes import ingest_file
-from bot.envelopes import audit, parts, placement, queries, reminders, service
+from bot.envelopes import (
+    audit,
+    from_template,
+    parts,
+    placement,
+    queries,
+    reminders,
+    service,
+)
 from bot.envelopes.lifecycle import EnvelopeStatus, Role, is_finished
 from bot.envelopes.presenters import EnvelopeAggregate, envelope_json
 from bot.envelopes.schemas import (
@@ -132,12 +140,21 @@ async def create_envelope(
         )
 
     actor = _actor(request, ctx)
-    placements = await _placements(request, ctx, body.document_ids or [], body.fields or [])
 
     async def handler(done: Done) -> tuple[int, dict[str, Any]]:
+        # a template brings documents, roles and fields: after this, an ordinary request
+        given = await from_template.expand(request, ctx, body) if body.template_id else body
+        placements = await _placements(request, ctx, given.document_ids or [], given.fields or [])
+
         def work(session: Session) -> dict[str, Any]:
             created = service.create(
-                session, ctx, body, secret=secret, actor=actor, placements=placements
+                session,
+                ctx,
+                given,
+                secret=secret,
+                actor=actor,
+                placements=placements,
+                template_id=body.template_id,
             )
             payload = _with_tokens(request, created)
             done(session, 201, payload)

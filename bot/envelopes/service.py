@@ -50,6 +50,7 @@ def create(
     secret: bytes,
     actor: Actor | None = None,
     placements: list[Placement | None] | None = None,
+    template_id: str | None = None,
 ) -> EnvelopeAggregate:
     """A DRAFT envelope; emits ``envelope.created``. ``placements``: where each field goes,
     resolved by the caller from the documents (``bot.envelopes.placement``)."""
@@ -61,10 +62,8 @@ def create(
             "Use templateId or documentIds, not both",
             [FieldError("templateId", "cannot be combined with documentIds")],
         )
-    if body.template_id:
-        raise ValidationFailed.field(
-            "templateId", f"no template {body.template_id[:60]} (templates are not available yet)"
-        )
+    if body.template_id:  # the route expands templates before it gets here
+        raise ValidationFailed.field("templateId", f"no template {body.template_id[:60]}")
     if not body.document_ids:
         raise ValidationFailed.field("documentIds", "at least one document id is required")
     documents = parts.tenant_documents(session, ctx, body.document_ids)
@@ -87,6 +86,7 @@ def create(
         redirect_url=body.redirect_url,
         initials_on_every_page=bool(body.initials_on_every_page),
         metadata_=body.metadata or {},
+        template_id=template_id,
         expires_at=parts.future("expiresAt", body.expires_at, now),
         send_at=parts.future("sendAt", body.send_at, now),
         **_reminders(session, ctx, body.reminders),
