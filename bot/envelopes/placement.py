@@ -22,6 +22,7 @@ from bot.documents import anchors
 from bot.documents.models import Document
 from bot.documents.storage import Storage
 from bot.envelopes.models import EnvelopeDocument, EnvelopeField
+from bot.ids import looks_like
 
 
 class FieldLike(Protocol):
@@ -119,7 +120,10 @@ def _pdf_keys(session: Session, envelope_id: str) -> list[str]:
 
 
 async def refresh(db: Database, storage: Storage, envelope_id: str, *, only_missing: bool) -> None:
-    """(Re)place an envelope's fields after a change (``only_missing``: just the unplaced)."""
+    """(Re)place an envelope's fields after a change (``only_missing``: just the unplaced).
+    An id that cannot be an envelope's is left to the caller's 404."""
+    if not looks_like("envelope", envelope_id):
+        return
 
     def read(session: Session) -> tuple[list[str], list[EnvelopeField]]:
         query = select(EnvelopeField).where(EnvelopeField.envelope_id == envelope_id)

@@ -131,7 +131,7 @@ def update(
 ) -> EnvelopeAggregate:
     """Change a DRAFT (or an envelope returned to its sender) in place."""
     now = utcnow()
-    agg = load(session, ctx, envelope_id)
+    agg = load(session, ctx, envelope_id, lock=True)
     envelope = agg.envelope
     lifecycle.ensure_editable(state_of(agg))
     given = body.model_fields_set
@@ -235,7 +235,7 @@ def update(
 
 
 def delete(session: Session, ctx: AuthContext, envelope_id: str) -> None:
-    agg = load(session, ctx, envelope_id)
+    agg = load(session, ctx, envelope_id, lock=True)
     lifecycle.ensure_deletable(state_of(agg))
     for model in (EnvelopeField, Recipient, EnvelopeDocument):
         session.exec(sql_delete(model).where(col(model.envelope_id) == envelope_id))  # type: ignore[call-overload, attr-defined]

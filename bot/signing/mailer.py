@@ -223,11 +223,14 @@ def _delivered(
     where: str,
     message: EmailMessage | None,
 ) -> None:
-    """Status on the recipient and an audit entry: who was told what, through what."""
-    _status(session, loaded.recipient.id, channel, state, None)
+    """Status on the recipient and an audit entry: who was told what, through what.
+
+    The envelope row is locked first, as every change to an envelope does (signing locks it,
+    then updates its recipients): the other order deadlocks with a signature in flight."""
     envelope = session.get(Envelope, loaded.envelope.id, with_for_update=True)
     if envelope is None:
         return
+    _status(session, loaded.recipient.id, channel, state, None)
     details: dict[str, object] = {
         "kind": kind,
         "to": loaded.recipient.email if channel == "email" else loaded.recipient.phone,

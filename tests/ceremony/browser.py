@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Locator, Page, sync_playwright
 
 CHROMIUM = Path("/usr/bin/chromium")
 LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
@@ -67,3 +67,11 @@ def draw_signature(page: Page, selector: str = "#pad") -> None:
         for fx, fy in rest:
             page.mouse.move(x + fx * w, y + fy * h, steps=4)
         page.mouse.up()
+
+
+def box_of(page: Page, target: str | Locator) -> dict[str, float]:
+    """The bounding box (CSS pixels, relative to the viewport) of a visible element."""
+    locator = page.locator(target) if isinstance(target, str) else target
+    box = locator.bounding_box()
+    assert box is not None, f"{target} is not visible"
+    return dict(box)
