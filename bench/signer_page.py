@@ -12,7 +12,8 @@ interleaved, because absolute times on these machines swing from run to run.
   background worker competes). Each run uploads a fresh PDF, so no image is cached;
 - **second view**: the same requests again right after (every image from the cache);
 - **baseline**: ``pypdfium2.PdfDocument`` of the same bytes, ``render`` of each page at the
-  previews' scale, encoded as WebP with the previews' quality and method, in-process.
+  previews' scale, encoded by the previews' own ``encode`` (lossless WebP for text pages,
+  lossy for large ones), in-process.
 
 The document is ~10 pages of text (a contract, not a scan), different in every run.
 
@@ -59,7 +60,7 @@ from bot.app import create_app
 from bot.cli import SERVE_OPTIONS
 from bot.config import Settings
 from bot.db import Database
-from bot.documents.previews import QUALITY, SCALE
+from bot.documents.previews import QUALITY, SCALE, encode
 
 TARGET_RATIO = 1.5
 IMAGE = re.compile(r'<img src="(/sign/[^"]+/pages/\d+/\d+)"')
@@ -190,10 +191,7 @@ def baseline(pdf: bytes) -> int:
     size = 0
     try:
         for index in range(len(document)):
-            image = document[index].render(scale=SCALE).to_pil().convert("RGB")
-            out = io.BytesIO()
-            image.save(out, "WEBP", quality=QUALITY, method=0)
-            size += out.tell()
+            size += len(encode(document[index].render(scale=SCALE).to_pil()))
     finally:
         document.close()
     return size
@@ -226,7 +224,8 @@ def run(args: argparse.Namespace, base: str, secret: str) -> int:
     sample = make_document(args.pages, "sample")
     print(
         f"signbot signer page bench: {args.pages}-page text PDF of {len(sample) / 1e3:.0f} KB, "
-        f"scale {SCALE} WebP q{QUALITY}, {args.runs} runs after {args.warmup} warm-up, "
+        f"scale {SCALE} WebP (lossless, q{QUALITY} when large), "
+        f"{args.runs} runs after {args.warmup} warm-up, "
         f"interleaved, {os.cpu_count()} CPUs, app in-process on SQLite"
     )
     load = os.getloadavg()[0]
