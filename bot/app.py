@@ -172,7 +172,7 @@ def _task_kinds(app: FastAPI, settings: Settings) -> dict[str, Kind]:
     mailer = Mailer(settings, state.db, state.storage, state.token_secret, state.secret_box)
     return {
         # never given up: an envelope must not stay unsealed (a TSA may be down for a while)
-        "finalize": Kind(finalizer, max_attempts=None, lease=timedelta(minutes=5)),
+        "finalize": Kind(finalizer, max_attempts=None, lease=timedelta(minutes=5), concurrency=2),
         "mail": Kind(mailer.mail, max_attempts=8, on_give_up=mailer.give_up_mail),
         "sms": Kind(mailer.sms, max_attempts=6, on_give_up=mailer.give_up_sms),
     }

@@ -33,6 +33,19 @@ def cache_key(pdf_sha256: str, page: int) -> str:
     return f"previews/{pdf_sha256}/{page}-{int(SCALE * 100)}.webp"
 
 
+MAX_PIXELS = 4_000_000
+MAX_SIDE = 4000
+
+
+def bounded_scale(width: float, height: float, scale: float) -> float:
+    """``scale``, lowered for a huge page so its bitmap stays within ``MAX_PIXELS`` and
+    ``MAX_SIDE``: a 14,400-point page at 1.5x would take gigabytes to render."""
+    width, height = max(width, 1.0), max(height, 1.0)
+    by_area = (MAX_PIXELS / (width * height)) ** 0.5
+    by_side = MAX_SIDE / max(width, height)
+    return min(scale, by_area, by_side)
+
+
 def render_page(pdf: bytes, page: int, scale: float = SCALE) -> bytes:
     """Page ``page`` (1-based) of ``pdf`` as WebP bytes; CPU-bound, call it in a thread."""
     with _PDFIUM:
@@ -40,7 +53,9 @@ def render_page(pdf: bytes, page: int, scale: float = SCALE) -> bytes:
         try:
             if not 1 <= page <= len(document):
                 raise IndexError(f"page {page} is out of range")
-            bitmap = document[page - 1].render(scale=scale, may_draw_forms=True)
+            target = document[page - 1]
+            scale = bounded_scale(target.get_width(), target.get_height(), scale)
+            bitmap = target.render(scale=scale, may_draw_forms=True)
             image = bitmap.to_pil()
         finally:
             document.close()

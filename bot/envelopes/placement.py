@@ -17,11 +17,12 @@ from typing import Any, Protocol
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
+from bot.accounts.context import AuthContext
 from bot.db import Database
 from bot.documents import anchors
 from bot.documents.models import Document
 from bot.documents.storage import Storage
-from bot.envelopes.models import EnvelopeDocument, EnvelopeField
+from bot.envelopes.models import Envelope, EnvelopeDocument, EnvelopeField
 from bot.ids import looks_like
 
 
@@ -119,13 +120,22 @@ def _pdf_keys(session: Session, envelope_id: str) -> list[str]:
     )
 
 
-async def refresh(db: Database, storage: Storage, envelope_id: str, *, only_missing: bool) -> None:
+async def refresh(
+    db: Database, storage: Storage, ctx: AuthContext, envelope_id: str, *, only_missing: bool
+) -> None:
     """(Re)place an envelope's fields after a change (``only_missing``: just the unplaced).
     An id that cannot be an envelope's is left to the caller's 404."""
     if not looks_like("envelope", envelope_id):
         return
 
     def read(session: Session) -> tuple[list[str], list[EnvelopeField]]:
+        envelope = session.get(Envelope, envelope_id)
+        owned = envelope is not None and (envelope.account_id, envelope.environment) == (
+            ctx.account_id,
+            ctx.environment,
+        )
+        if not owned:
+            return [], []  # another tenant's (or nobody's): the caller answers 404
         query = select(EnvelopeField).where(EnvelopeField.envelope_id == envelope_id)
         if only_missing:
             query = query.where(col(EnvelopeField.placed_page).is_(None))

@@ -298,7 +298,7 @@ async def update_envelope(
     agg = await state.db.run(lambda s: service.update(s, ctx, envelope_id, body, secret=secret))
     changed = body.model_fields_set & {"fields", "document_ids", "recipients"}
     if changed and agg.fields:
-        await placement.refresh(state.db, state.storage, envelope_id, only_missing=False)
+        await placement.refresh(state.db, state.storage, ctx, envelope_id, only_missing=False)
         agg = await state.db.run(lambda s: queries.load(s, ctx, envelope_id))
     return envelope_json(agg, None, state.public_url)
 
@@ -319,7 +319,7 @@ async def send_envelope(
     actor = _actor(request, ctx)
     # fields written by an older version, or whose placement failed, are placed now
     state = request.app.state
-    await placement.refresh(state.db, state.storage, envelope_id, only_missing=True)
+    await placement.refresh(state.db, state.storage, ctx, envelope_id, only_missing=True)
 
     async def handler(done: Done) -> tuple[int, dict[str, Any]]:
         def work(session: Session) -> dict[str, Any]:

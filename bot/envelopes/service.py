@@ -22,7 +22,14 @@ from bot.envelopes import audit, lifecycle, notices, parts
 from bot.envelopes import category as categories
 from bot.envelopes.audit import Actor
 from bot.envelopes.events import envelope_data, recipient_data
-from bot.envelopes.models import Envelope, EnvelopeDocument, EnvelopeField, Recipient
+from bot.envelopes.models import (
+    Envelope,
+    EnvelopeDocument,
+    EnvelopeField,
+    FieldValue,
+    Recipient,
+    Signature,
+)
 from bot.envelopes.placement import Placement
 from bot.envelopes.presenters import EnvelopeAggregate
 from bot.envelopes.queries import load
@@ -226,7 +233,8 @@ def update(
         recipients = parts.write_recipients(session, envelope, recipients_in, requested, secret)
         insert_rows(session, Recipient, recipients)
         parts.write_fields(session, envelope, fields_in, recipients)
-    elif "fields" in given:
+    elif "fields" in given or "document_ids" in given:
+        # new documents: the fields are written again, unplaced, and placed after commit
         parts.write_fields(session, envelope, fields_in, agg.recipients)
     envelope.updated_at = now
     session.add(envelope)
@@ -306,6 +314,11 @@ def apply(
         by_id[rid].sent_at = now
     if transition.events[:1] in (("envelope.sent",), ("envelope.resubmitted",)):
         _schedule_reminders(envelope, now)
+    if "envelope.resubmitted" in transition.events:
+        # the document may have changed: earlier signatures and values no longer hold (the
+        # audit log keeps what happened)
+        for model in (FieldValue, Signature):
+            session.exec(sql_delete(model).where(col(model.envelope_id) == envelope.id))  # type: ignore[call-overload, attr-defined]
     if new_status.is_finished and envelope.finished_at is None:
         envelope.finished_at = now
         envelope.next_reminder_at = None

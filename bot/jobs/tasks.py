@@ -50,6 +50,9 @@ class Kind:
     lease: timedelta = timedelta(minutes=2)
     """Longer than one run can take; a lease that runs out means the worker died."""
     on_give_up: Callable[[Task, str], Awaitable[None]] | None = None
+    concurrency: int = 4
+    """Tasks of this kind running at once in one worker. Each kind is its own lane: a seal
+    waiting on a slow timestamp authority never holds up a one-time code's email."""
 
 
 def enqueue(
@@ -139,19 +142,48 @@ def _settle(task_id: str, token: str, **values: Any) -> Callable[[Session], bool
 
 
 class TaskRunner:
-    """Claims and runs due tasks on the worker's loop, a few at a time."""
+    """Claims due tasks and runs each in the background on the worker's loop, up to each
+    kind's ``concurrency``; a pass claims only what free lanes can take, and returns at once."""
 
     def __init__(self, db: Database, kinds: dict[str, Kind]) -> None:
         self.db = db
         self.kinds = kinds
+        self._running: dict[str, set[asyncio.Task[None]]] = {name: set() for name in kinds}
+
+    def _free(self) -> dict[str, int]:
+        return {
+            name: kind.concurrency - len(self._running[name])
+            for name, kind in self.kinds.items()
+            if kind.concurrency > len(self._running[name])
+        }
 
     async def run_once(self) -> int:
-        """One pass; returns how many tasks it ran (the caller loops while it is busy)."""
+        """One pass; returns how many tasks it started (the caller loops while it is busy)."""
+        free = self._free()
+        if not free:
+            return 0
         token = "claim:" + secrets.token_hex(8)
-        tasks = await self.db.run(lambda s: claim(s, self.kinds, token))
-        if tasks:
-            await asyncio.gather(*(self._run(task, token) for task in tasks))
-        return len(tasks)
+        lanes = {name: self.kinds[name] for name in free}
+        tasks = await self.db.run(lambda s: claim(s, lanes, token, limit=sum(free.values())))
+        started = 0
+        for task in tasks:
+            if free.get(task.kind, 0) <= 0:
+                # more of this kind than its lane takes: hand it back at once
+                await self.db.run(_settle(task.id, token, status="pending", claim=None))
+                continue
+            free[task.kind] -= 1
+            job = asyncio.get_running_loop().create_task(self._run(task, token))
+            self._running[task.kind].add(job)
+            job.add_done_callback(self._running[task.kind].discard)
+            started += 1
+        return started
+
+    async def drain(self, timeout: float) -> None:
+        """Let running tasks finish (graceful stop); those still running after ``timeout``
+        keep their lease, which runs out and lets another worker take them."""
+        running = [job for jobs in self._running.values() for job in jobs]
+        if running:
+            await asyncio.wait(running, timeout=timeout)
 
     async def _run(self, task: Task, token: str) -> None:
         kind = self.kinds[task.kind]

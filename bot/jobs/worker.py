@@ -148,6 +148,7 @@ class Worker:
         self._stopping = True
         self.scheduler.shutdown(wait=False)
         self._wakeup_task.cancel()
+        await self.tasks.drain(timeout=20)
         try:
             async with asyncio.timeout(30):
                 async with self._busy:

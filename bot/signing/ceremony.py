@@ -29,7 +29,7 @@ from bot.envelopes.presenters import EnvelopeAggregate
 from bot.envelopes.queries import load_many
 from bot.envelopes.service import apply, state_of
 from bot.errors import FieldError, IllegalTransition, NotFound, ValidationFailed
-from bot.signing import fields, tokens
+from bot.signing import drawing, fields, tokens
 from bot.timeutil import to_utc, utcnow
 
 CONSENT_VERSION = "2026-11-28"
@@ -43,7 +43,7 @@ CONSENT_TEXT = (
 shows its translation)."""
 
 MAX_DRAWN_BYTES = 512 * 1024
-MAX_DRAWN_SIDE = 4000
+MAX_DRAWN_SIDE = 2400
 
 
 Proof = Callable[[Recipient], bool]
@@ -80,19 +80,31 @@ class Opened:
     """Names of whoever this recipient waits for (sequential order)."""
 
 
-def find_recipient(session: Session, token: str) -> Recipient:
+@dataclass(frozen=True)
+class Link:
+    """What a signing token points at: ids only. Nothing of the recipient is read before the
+    envelope is locked, so every check works on the state after the lock (a row loaded
+    earlier would stay stale in the session and let parallel requests slip through)."""
+
+    recipient_id: str
+    envelope_id: str
+
+
+def find_recipient(session: Session, token: str) -> Link:
     if not token or len(token) > 100:
         raise NotFound("This signing link is not valid")
-    recipient = session.exec(
-        select(Recipient).where(Recipient.token_hash == tokens.lookup_hash(token))
+    found = session.exec(
+        select(Recipient.id, Recipient.envelope_id).where(
+            Recipient.token_hash == tokens.lookup_hash(token)
+        )
     ).first()
-    if recipient is None:
+    if found is None:
         raise NotFound("This signing link is not valid")
-    return recipient
+    return Link(found[0], found[1])
 
 
-def load_envelope(session: Session, recipient: Recipient, *, lock: bool) -> EnvelopeAggregate:
-    envelope = session.get(Envelope, recipient.envelope_id, with_for_update=True if lock else None)
+def load_envelope(session: Session, link: Link, *, lock: bool) -> EnvelopeAggregate:
+    envelope = session.get(Envelope, link.envelope_id, with_for_update=True if lock else None)
     if envelope is None:
         raise NotFound("This signing link is not valid")
     return load_many(session, [envelope])[0]
@@ -164,10 +176,10 @@ def open_page(session: Session, token: str, visit: Visit, proof: Proof) -> Opene
     """The page's content; the first opening by an invited recipient records
     ``recipient.viewed`` (once, and only once the document is actually shown)."""
     now = utcnow()
-    recipient = find_recipient(session, token)
-    agg = load_envelope(session, recipient, lock=True)
+    link = find_recipient(session, token)
+    agg = load_envelope(session, link, lock=True)
     _expire_if_due(session, agg, now)
-    recipient = own_row(agg, recipient.id)
+    recipient = own_row(agg, link.recipient_id)
     state, waiting = page_state(agg, recipient, proof(recipient))
     if state in ("act", "view"):
         _viewed(session, agg, recipient, now, visit)
@@ -175,13 +187,13 @@ def open_page(session: Session, token: str, visit: Visit, proof: Proof) -> Opene
     return Opened(agg.envelope, recipient, agg, account.name if account else "", state, waiting)
 
 
-def peek(session: Session, recipient: Recipient, proof: Proof) -> str:
+def peek(session: Session, link: Link, proof: Proof) -> str:
     """The page's state without changing anything (for page images and downloads)."""
-    agg = load_envelope(session, recipient, lock=False)
+    agg = load_envelope(session, link, lock=False)
     expires = agg.envelope.expires_at
     if expires is not None and to_utc(expires) <= utcnow():
         return "expired"
-    mine = own_row(agg, recipient.id)
+    mine = own_row(agg, link.recipient_id)
     return page_state(agg, mine, proof(mine))[0]
 
 
@@ -196,6 +208,9 @@ class SignForm:
     drawn: str
     """A ``data:image/png;base64,…`` URL from the canvas (JavaScript only)."""
     consent: bool
+    drawn_png: bytes | None = None
+    """``drawn`` decoded and re-encoded by :func:`clean_drawing` before the transaction (image
+    work must not run while the envelope is locked); None when absent or unreadable."""
     values: dict[str, str] = field(default_factory=dict)
     """Field inputs by their form name (``field_<id>``)."""
     initials: str = ""
@@ -207,7 +222,9 @@ def check_sign_form(
     """(name, typed signature, drawn PNG) or ValidationFailed naming each bad field
     (``errors`` already found elsewhere in the form are reported with these)."""
     errors = list(errors or [])
-    name = " ".join(form.name.split())
+    # what would be drawn: a name or signature of only unprintable characters (U+F8FF…)
+    # would leave nothing to stamp, so it counts as empty
+    name = drawing.clean(form.name)
     if not name:
         errors.append(("name", "required"))
     elif len(name) > 200:
@@ -216,14 +233,11 @@ def check_sign_form(
     drawn: bytes | None = None
     if form.mode == "drawn":
         # never fall back to the typed name: the signer chose to draw and saw no typed one
-        try:
-            drawn = clean_drawing(form.drawn) if form.drawn else None
-        except ValueError:
-            errors.append(("signature", "drawing_invalid"))
-        if not form.drawn:
-            errors.append(("signature", "required"))
+        drawn = form.drawn_png
+        if drawn is None:
+            errors.append(("signature", "drawing_invalid" if form.drawn else "required"))
     else:
-        typed = " ".join(form.typed.split()) or name
+        typed = drawing.clean(form.typed) or name
         if not typed:
             errors.append(("signature", "required"))
         elif len(typed) > 200:
@@ -262,10 +276,10 @@ def _act(
 ) -> tuple[EnvelopeAggregate, Recipient, datetime]:
     """Load for an action, refusing (409) unless it is this recipient's turn."""
     now = utcnow()
-    recipient = find_recipient(session, token)
-    agg = load_envelope(session, recipient, lock=True)
+    link = find_recipient(session, token)
+    agg = load_envelope(session, link, lock=True)
     _expire_if_due(session, agg, now)
-    recipient = own_row(agg, recipient.id)
+    recipient = own_row(agg, link.recipient_id)
     if recipient.authentication == "EMAIL_OTP" and not proof(recipient):
         raise IllegalTransition("Enter the code we emailed you before acting on this document")
     _viewed(session, agg, recipient, now, visit)
@@ -446,6 +460,6 @@ def _reopened(session: Session, agg: EnvelopeAggregate, recipient: Recipient) ->
     return Opened(agg.envelope, recipient, agg, account.name if account else "", state, waiting)
 
 
-def recipient_for(session: Session, token: str) -> Recipient:
-    """The token's recipient (404 when there is none), without loading the envelope."""
+def recipient_for(session: Session, token: str) -> Link:
+    """The token's recipient and envelope ids (404 when there is none)."""
     return find_recipient(session, token)

@@ -12,6 +12,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from bot.signing import drawing
+
 MAX_TEXT = 500
 MAX_INITIALS = 8
 FILLED = frozenset({"TEXT", "CHECKBOX", "DROPDOWN", "RADIO_GROUP"})
@@ -62,7 +64,8 @@ def asks_initials(fields: Sequence[FieldRow], initials_on_every_page: bool) -> b
 
 def default_initials(name: str) -> str:
     """``Nguyễn Thị Hồng`` → ``NTH``: what the initials input starts with."""
-    return "".join(part[0] for part in name.split() if part[:1].isalpha()).upper()[:MAX_INITIALS]
+    words = drawing.clean(name).split()
+    return "".join(part[0] for part in words if part[:1].isalpha()).upper()[:MAX_INITIALS]
 
 
 def check(
@@ -79,7 +82,7 @@ def check(
         if field.field_type not in FILLED:
             continue
         key = input_name(field)
-        raw = " ".join((form.get(key) or "").split())
+        raw = drawing.clean(form.get(key) or "")
         if field.field_type == "CHECKBOX":
             checked = raw == "yes"
             if field.required and not checked:
@@ -98,7 +101,7 @@ def check(
         values[field.id] = raw
     cleaned: str | None = None
     if wants_initials:
-        cleaned = "".join(initials.split())[: MAX_INITIALS + 1]
+        cleaned = "".join(drawing.clean(initials).split())[: MAX_INITIALS + 1]
         if not cleaned:
             errors.append(("initials", "required"))
         elif len(cleaned) > MAX_INITIALS:

@@ -168,13 +168,17 @@ class Finalizer:
             location=self.public_url,
             name=snap.account_name or "signbot",
         )
-        key = f"{envelope.account_id}/{envelope.id}/signed.pdf"
-        await self.storage.put_bytes(key, sealed)
         digest = hashlib.sha256(sealed).hexdigest()
+        # named by its hash: a second run (a lease that ran out) never overwrites the file
+        # the database points at
+        key = f"{envelope.account_id}/{envelope.id}/signed-{digest[:16]}.pdf"
+        await self.storage.put_bytes(key, sealed)
 
         def record(session: Session) -> None:
             row = session.get(Envelope, envelope.id, with_for_update=True)
             assert row is not None
+            if row.sealed_at is not None:
+                return  # another run sealed it first; its file and entries stand
             row.signed_document_key, row.signed_sha256, row.sealed_at = key, digest, utcnow()
             session.add(row)
             audit.record(
@@ -245,7 +249,8 @@ class Finalizer:
             location=self.public_url,
             name=snap.account_name or "signbot",
         )
-        key = f"{envelope.account_id}/{envelope.id}/audit-trail.pdf"
+        digest = hashlib.sha256(sealed).hexdigest()
+        key = f"{envelope.account_id}/{envelope.id}/audit-trail-{digest[:16]}.pdf"
         await self.storage.put_bytes(key, sealed)
         await self.db.run(lambda s: self._announce(s, envelope.id, key))
 

@@ -11,6 +11,7 @@ say where a message went, never its link.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from email.message import EmailMessage
 
@@ -30,6 +31,7 @@ from bot.notify.messages import Attachment, Kind, MailContext, render_email, ren
 from bot.notify.sms import sms_provider
 from bot.secretbox import SecretBox
 from bot.signing import otp, tokens
+from bot.timeutil import to_utc, utcnow
 
 log = logging.getLogger("signbot.notify")
 
@@ -58,6 +60,21 @@ def _load(session: Session, envelope_id: str | None, recipient_id: str) -> Loade
     )
     session.expunge_all()  # plain objects from here on: the caller reads them after commit
     return Loaded(envelope, recipient, account.name if account else "", decliner, missing)
+
+
+_ACTIVE = ("SENT", "DELIVERED", "PARTIALLY_SIGNED")
+_LINKED = frozenset({Kind.INVITATION, Kind.REMINDER, Kind.VIEW, Kind.OTP})
+"""Kinds that ask the recipient to act now: pointless, even misleading, once that moved on."""
+
+
+def stale(task: Task, loaded: Loaded, kind: Kind) -> bool:
+    """A link-carrying message whose moment has passed while it waited (the envelope was
+    voided, finished or returned, the recipient acted, the code expired): dropped, not sent."""
+    if kind not in _LINKED:
+        return False
+    if loaded.envelope.status not in _ACTIVE or loaded.recipient.status not in ("SENT", "VIEWED"):
+        return True
+    return kind is Kind.OTP and utcnow() - to_utc(task.created_at) > otp.VALIDITY
 
 
 class Mailer:
@@ -138,6 +155,10 @@ class Mailer:
         if loaded is None:
             return  # the draft was deleted since; nothing to say
         kind = Kind(task.payload["kind"])
+        if stale(task, loaded, kind):
+            log.info("%s email for %s dropped: no longer relevant", kind.value, recipient_id)
+            await self.db.run(lambda s: _status(s, recipient_id, "email", "SKIPPED", None))
+            return
         attachments = await self._attachments(loaded.envelope) if kind is Kind.COMPLETED else ()
         sandbox = loaded.envelope.environment == "test"
         transport = self.sandbox_mail if sandbox else self.live_mail
@@ -158,11 +179,19 @@ class Mailer:
             log.info("%s email for %s written to %s", kind.value, recipient_id, where)
         else:
             log.info("%s email for %s sent (%s)", kind.value, recipient_id, where)
-        await self.db.run(
+        await self._record(
             lambda s: _delivered(
                 s, loaded, "email", "CAPTURED" if captured else "SENT", kind.value, where, message
             )
         )
+
+    async def _record(self, work: Callable[[Session], None]) -> None:
+        """Record a message that has left. A failure here must not fail the task: a retry
+        would send the message a second time."""
+        try:
+            await self.db.run(work)
+        except Exception:
+            log.exception("a message was sent but its delivery could not be recorded")
 
     async def give_up_mail(self, task: Task, error: str) -> None:
         recipient_id = str(task.payload["recipientId"])
@@ -172,6 +201,9 @@ class Mailer:
         recipient_id = str(task.payload["recipientId"])
         loaded = await self.db.run(lambda s: _load(s, task.envelope_id, recipient_id))
         if loaded is None or not loaded.recipient.phone:
+            return
+        if stale(task, loaded, Kind(task.payload["kind"])):
+            await self.db.run(lambda s: _status(s, recipient_id, "sms", "SKIPPED", None))
             return
         text = render_sms(self._context(task, loaded, ()))
         sandbox = loaded.envelope.environment == "test"
@@ -186,7 +218,7 @@ class Mailer:
             raise
         captured = sandbox or not self.settings.sms_url
         log.info("%s SMS for %s handed over (%s)", task.payload["kind"], recipient_id, where)
-        await self.db.run(
+        await self._record(
             lambda s: _delivered(
                 s,
                 loaded,

@@ -12,12 +12,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from sqlmodel import Session
 
 from bot.envelopes import audit, notices
-from bot.envelopes.models import Envelope, Recipient
+from bot.envelopes.models import Recipient
 from bot.errors import IllegalTransition
 from bot.signing.ceremony import Visit, find_recipient, load_envelope, own_row, page_state
 from bot.timeutil import to_utc, utcnow
@@ -35,14 +36,16 @@ def _code_hash(secret: bytes, recipient: Recipient, code: str) -> str:
     return hmac.new(secret, message, hashlib.sha256).hexdigest()
 
 
-def send_code(session: Session, token: str, visit: Visit, secret: bytes) -> str | None:
+def send_code(
+    session: Session, token: str, visit: Visit, secret: bytes, seal: Callable[[str], str]
+) -> bool:
     """Mail a fresh code (the previous one stops working). At most ``MAX_SENDS`` per hour:
-    a link must not become a way to flood someone's inbox. Returns the code, for the mail
-    task only; it is stored as an HMAC. None when the hourly allowance is spent."""
+    a link must not become a way to flood someone's inbox. The code is stored as an HMAC and
+    travels to the mail task sealed (``seal``: AES-GCM). False when the allowance is spent."""
     now = utcnow()
-    recipient = find_recipient(session, token)
-    agg = load_envelope(session, recipient, lock=True)
-    recipient = own_row(agg, recipient.id)
+    link = find_recipient(session, token)
+    agg = load_envelope(session, link, lock=True)
+    recipient = own_row(agg, link.recipient_id)
     state, _ = page_state(agg, recipient, False)
     if state != "otp":
         raise IllegalTransition("No code is needed for this link now")
@@ -50,7 +53,7 @@ def send_code(session: Session, token: str, visit: Visit, secret: bytes) -> str 
     if window is None or now - to_utc(window) > WINDOW:
         recipient.otp_window_start, recipient.otp_sent_count = now, 0
     if recipient.otp_sent_count >= MAX_SENDS:
-        return None
+        return False
     code = f"{secrets.randbelow(10**DIGITS):0{DIGITS}d}"
     recipient.otp_hash = _code_hash(secret, recipient, code)
     recipient.otp_expires_at = now + VALIDITY
@@ -65,7 +68,8 @@ def send_code(session: Session, token: str, visit: Visit, secret: bytes) -> str 
         {"to": recipient.email},
         at=now,
     )
-    return code
+    notices.mail(session, agg.envelope, recipient, "otp", code=seal(code))
+    return True
 
 
 def check_code(
@@ -76,9 +80,9 @@ def check_code(
     Answers the recipient and an error code (None: accepted) rather than raising, so that a
     wrong attempt is committed, not rolled back with the refusal."""
     now = utcnow()
-    recipient = find_recipient(session, token)
-    agg = load_envelope(session, recipient, lock=True)
-    recipient = own_row(agg, recipient.id)
+    link = find_recipient(session, token)
+    agg = load_envelope(session, link, lock=True)
+    recipient = own_row(agg, link.recipient_id)
     actor = audit.recipient_actor(recipient, visit.ip, visit.user_agent)
     code = "".join(code.split())
     expires = recipient.otp_expires_at
@@ -126,11 +130,3 @@ def otp_cookie_ok(secret: bytes, recipient_id: str, version: int, value: str | N
         secret, f"otp-ok:{recipient_id}:{version}:{until}".encode(), "sha256"
     ).hexdigest()
     return hmac.compare_digest(mac, expected)
-
-
-def mail_code(session: Session, token: str, sealed_code: str) -> None:
-    """Queue the code's email; the code travels sealed (AES-GCM) in the task's payload."""
-    recipient = find_recipient(session, token)
-    envelope = session.get(Envelope, recipient.envelope_id)
-    assert envelope is not None
-    notices.mail(session, envelope, recipient, "otp", code=sealed_code)

@@ -13,6 +13,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import anyio.to_thread
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
@@ -177,8 +178,10 @@ def _with_pages(documents: list[dict[str, Any]], own: list[Any]) -> list[dict[st
         pages = []
         for number in range(1, doc["pages"] + 1):
             width, height = fields.page_size(own, doc["index"], number)
-            on_page = [
-                f for f in own if f.document_index == doc["index"] and f.placed_page == number
+            on_page = [  # an unplaced field is listed on its given page: never unreachable
+                f
+                for f in own
+                if f.document_index == doc["index"] and (f.placed_page or f.page_number) == number
             ]
             pages.append(
                 {
@@ -288,11 +291,19 @@ def _field(form: Any, name: str, limit: int = 2000) -> str:
 @router.post("/sign/{token}/sign")
 async def sign(token: str, request: Request) -> Response:
     form = await request.form()
+    mode, drawn = _field(form, "mode", 10), _field(form, "drawn", ceremony.MAX_DRAWN_BYTES * 2)
+    drawn_png = None
+    if mode == "drawn" and drawn:
+        try:
+            drawn_png = await anyio.to_thread.run_sync(ceremony.clean_drawing, drawn)
+        except ValueError:
+            drawn_png = None
     submitted = SignForm(
         name=_field(form, "name", 400),
-        mode=_field(form, "mode", 10),
+        mode=mode,
         typed=_field(form, "typed", 400),
-        drawn=_field(form, "drawn", ceremony.MAX_DRAWN_BYTES * 2),
+        drawn=drawn,
+        drawn_png=drawn_png,
         consent=_field(form, "consent", 10) == "yes",
         values={k: _field(form, k, 600) for k in form if k.startswith("field_")},
         initials=_field(form, "initials", 40),
@@ -363,10 +374,7 @@ async def send_code(token: str, request: Request) -> Response:
     visit = _visit(request)
 
     def work(session: Session) -> bool:
-        code = otp.send_code(session, token, visit, secret)
-        if code is not None:
-            otp.mail_code(session, token, box.seal(code))
-        return code is not None
+        return otp.send_code(session, token, visit, secret, box.seal)
 
     try:
         sent = await db.run(work)
@@ -401,7 +409,7 @@ async def verify_code(token: str, request: Request) -> Response:
         max_age=int(otp.SESSION.total_seconds()),
         path=f"/sign/{token}",
         httponly=True,
-        secure=request.url.scheme == "https",
+        secure=request.url.scheme == "https" or request.app.state.public_url.startswith("https:"),
         samesite="lax",
     )
     return response
@@ -412,10 +420,10 @@ async def _viewable(request: Request, token: str) -> list[dict[str, Any]] | None
     proof = _proof(request)
 
     def work(session: Session) -> list[dict[str, Any]] | None:
-        recipient = ceremony.recipient_for(session, token)
-        if ceremony.peek(session, recipient, proof) not in ("act", "view"):
+        link = ceremony.recipient_for(session, token)
+        if ceremony.peek(session, link, proof) not in ("act", "view"):
             return None
-        return _documents(session, recipient.envelope_id)
+        return _documents(session, link.envelope_id)
 
     try:
         return await request.app.state.db.run(work)
