@@ -24,6 +24,7 @@ PREFIXES = {
     "template": "tpl",
     "outbox": "obx",
     "task": "tsk",
+    "request": "req",
 }
 
 _ID_RE = re.compile(r"^[a-z]{2,4}_[0-9A-HJKMNP-TV-Z]{26}$")

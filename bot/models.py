@@ -13,6 +13,7 @@ from bot.envelopes.models import (
     Signature,
 )
 from bot.jobs.models import OutboxEvent, Task
+from bot.slack.models import BotSetting, SeenDelivery, SignRequest
 from bot.web.idempotency import IdempotencyRecord
 from bot.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 
@@ -20,6 +21,7 @@ __all__ = [
     "Account",
     "ApiKey",
     "AuditEvent",
+    "BotSetting",
     "DeploymentSetting",
     "Document",
     "Envelope",
@@ -29,6 +31,8 @@ __all__ = [
     "IdempotencyRecord",
     "OutboxEvent",
     "Recipient",
+    "SeenDelivery",
+    "SignRequest",
     "Signature",
     "Task",
     "WebhookAttempt",

@@ -1,0 +1,74 @@
+"""The bot's own tables: its requests, the webhook deliveries it has seen, its settings.
+
+The bot is a client of the signing service: nothing here points at the service's tables.
+A request row is what the bot knows about one `/sign`: where it was asked, where its status
+message is, who asked, which envelope it became, and its reminder state.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, Index, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from bot.timeutil import utcnow
+
+
+class SignRequest(SQLModel, table=True):
+    __tablename__ = "slack_requests"
+    __table_args__ = (
+        UniqueConstraint("team_id", "number", name="uq_slack_requests_team_number"),
+        Index("ix_slack_requests_envelope", "envelope_id"),
+        Index("ix_slack_requests_requester", "team_id", "requester_id"),
+        Index("ix_slack_requests_next_reminder", "next_reminder_at"),
+    )
+
+    id: str = Field(primary_key=True, max_length=40)
+    team_id: str = Field(max_length=32)
+    number: int
+    """The short number shown in Slack (``#12``), per workspace."""
+    channel_id: str = Field(max_length=32)
+    message_ts: str | None = Field(default=None, max_length=32)
+    """The status message in ``channel_id``; updated in place as the request moves."""
+    requester_id: str = Field(max_length=32)
+    subject: str = Field(max_length=255)
+    template_id: str | None = Field(default=None, max_length=80)
+    envelope_id: str | None = Field(default=None, max_length=64)
+    status: str = Field(default="CREATING", max_length=24)
+    """CREATING, AWAITING_APPROVAL, REJECTED, then the envelope's status (SENT … COMPLETED);
+    FAILED when the provider refused and nothing was sent."""
+    recipients: list[dict[str, Any]] = Field(
+        default_factory=list, sa_column=Column(JSON, nullable=False)
+    )
+    """``[{name, email, slack_user_id, role, status}]`` as last heard from the provider."""
+    approver_id: str | None = Field(default=None, max_length=32)
+    decided_at: datetime | None = None
+    decision_reason: str | None = Field(default=None, max_length=1000)
+    reminder_interval_days: int = 0
+    reminder_max_count: int = 0
+    reminders_sent: int = 0
+    next_reminder_at: datetime | None = None
+    expires_at: datetime | None = None
+    error: str | None = Field(default=None, max_length=1000)
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class SeenDelivery(SQLModel, table=True):
+    """Webhook deliveries already handled (by event id): a redelivery changes nothing."""
+
+    __tablename__ = "slack_seen_deliveries"
+
+    event_id: str = Field(primary_key=True, max_length=64)
+    seen_at: datetime = Field(default_factory=utcnow, index=True)
+
+
+class BotSetting(SQLModel, table=True):
+    """Values every replica of the bot shares: the provider key and webhook secret (sealed)."""
+
+    __tablename__ = "slack_settings"
+
+    key: str = Field(primary_key=True, max_length=64)
+    value: str = Field(max_length=4096)
