@@ -17,7 +17,7 @@ import anyio.to_thread
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 
-from bot import __version__
+from bot import __version__, slack_wiring
 from bot.accounts.routes import router as accounts_router
 from bot.config import Settings
 from bot.db import Database, check_reachable
@@ -89,9 +89,15 @@ def create_app(
     # stored webhook secrets unreadable.
     secret_box = SecretBox(box_key(db), "webhook-secrets")
 
+    slack = slack_wiring.build(settings, db, SecretBox(box_key(db), "bot-secrets"))
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         worker = None
+        registering = None
+        if slack is not None and settings.role != "worker":
+            # in the background: the provider may be this very process, not answering yet
+            registering = asyncio.create_task(slack.ensure_webhook())
         if settings.role in ("all", "worker"):
             worker = Worker(settings, db, secret_box, _task_kinds(app, settings))
             worker.start()
@@ -101,6 +107,10 @@ def create_app(
             yield
         finally:
             flusher.cancel()
+            if registering is not None:
+                registering.cancel()
+            if slack is not None:
+                await slack.provider.aclose()
             await authenticator.flush_last_used()
             if worker is not None:
                 await worker.stop()
@@ -139,6 +149,9 @@ def create_app(
             templates_router,
         ):
             app.router.routes.extend(router.routes)
+    if slack is not None and settings.role != "worker":
+        slack_wiring.mount(app, slack)
+    app.state.slack = slack
     app.include_router(_operations_router())
     install_problem_handlers(app)
     install_openapi(

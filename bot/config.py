@@ -74,6 +74,10 @@ class Settings(BaseSettings):
     slack_bot_token: str | None = Field(
         default=None, validation_alias=AliasChoices("SLACK_BOT_TOKEN")
     )
+    provider_url: str | None = None
+    """The Certyneo-compatible API the bot uses; default: this deployment's own."""
+    provider_key: str | None = None
+    """Its API key; default: a live key of the default account, made at first start."""
     slack_api_url: str = Field(
         default="https://slack.com/api/", validation_alias=AliasChoices("SLACK_API_URL")
     )

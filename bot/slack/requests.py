@@ -1,0 +1,234 @@
+"""Turning a submitted `/sign` modal into a request at the provider, and keeping its channel
+message in step with what the provider reports.
+
+Everything here reaches the signing service through ``bot.provider`` only, so the bot works
+against the hosted Certyneo or another deployment exactly as against its own. A provider that
+refuses leaves nothing half-made: a draft created for a request that then failed is deleted,
+and the requester is told what went wrong in words.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import httpx
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.db import Database
+from bot.provider import ProviderClient
+from bot.provider.errors import ProviderError
+from bot.provider.models import Envelope
+from bot.slack import store, views
+from bot.slack.models import SignRequest
+from bot.slack.parsing import Submission
+from bot.timeutil import iso, utcnow
+
+log = logging.getLogger("signbot.slack")
+
+MAX_PDF_BYTES = 50 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Person:
+    name: str
+    email: str
+    user_id: str | None = None
+
+
+class BotError(Exception):
+    """Something the requester must be told, in a sentence (shown as an ephemeral message)."""
+
+
+async def people(client: AsyncWebClient, submission: Submission) -> list[Person]:
+    """Recipients in order: template role slots, or members then outside people."""
+    out: list[Person] = []
+    for slot in submission.slots:
+        if slot.user_id:
+            out.append(await member(client, slot.user_id))
+        elif slot.email:
+            out.append(Person(slot.name or slot.email.split("@")[0], slot.email))
+    for user_id in submission.members:
+        out.append(await member(client, user_id))
+    out.extend(Person(name or email.split("@")[0], email) for name, email in submission.outside)
+    return out
+
+
+async def member(client: AsyncWebClient, user_id: str) -> Person:
+    answer = await client.users_info(user=user_id)
+    user = answer["user"]
+    email = (user.get("profile") or {}).get("email")
+    if not email:
+        raise BotError(f"<@{user_id}> has no email address visible to signbot")
+    name = user.get("real_name") or (user.get("profile") or {}).get("real_name") or user["name"]
+    return Person(name, email, user_id)
+
+
+async def download(client: AsyncWebClient, file_id: str) -> tuple[bytes, str]:
+    """The uploaded PDF's bytes, fetched with the bot token (Slack's files are private)."""
+    info = (await client.files_info(file=file_id))["file"]
+    if (info.get("size") or 0) > MAX_PDF_BYTES:
+        raise BotError("The file is larger than 50 MB")
+    url = info.get("url_private_download") or info.get("url_private")
+    async with httpx.AsyncClient(timeout=30) as http:
+        response = await http.get(url, headers={"Authorization": f"Bearer {client.token}"})
+    if response.status_code != 200 or not response.content.startswith(b"%PDF"):
+        raise BotError("Slack did not give signbot the uploaded file as a PDF")
+    return response.content, info.get("name") or "document.pdf"
+
+
+def envelope_payload(
+    submission: Submission, recipients: list[Person], document_id: str | None, extensions: bool
+) -> dict[str, Any]:
+    """The create request, in Certyneo's fields (our extensions only when the provider has
+    them: the hosted Certyneo would refuse unknown members)."""
+    payload: dict[str, Any] = {
+        "subject": submission.subject,
+        "recipients": [
+            {
+                "email": p.email,
+                "name": p.name,
+                **({"order": i + 1} if submission.sequential else {}),
+            }
+            for i, p in enumerate(recipients)
+        ],
+        "expiresAt": iso(utcnow() + timedelta(days=submission.expiry_days)),
+    }
+    if submission.message:
+        payload["message"] = submission.message
+    if submission.template_id:
+        payload["templateId"] = submission.template_id
+    else:
+        payload["documentIds"] = [document_id]
+    if extensions and submission.remind_days:
+        payload["reminders"] = {"intervalDays": submission.remind_days, "maxCount": 3}
+    return payload
+
+
+def absorb(request: SignRequest, envelope: Envelope) -> None:
+    """The provider's view of the envelope into the request row."""
+    known = {r.get("email", "").lower(): r for r in request.recipients}
+    recipients = []
+    for recipient in envelope.recipients:
+        before = known.get(recipient.email.lower(), {})
+        recipients.append(
+            {
+                "name": recipient.name or before.get("name") or recipient.email,
+                "email": recipient.email,
+                "slack_user_id": before.get("slack_user_id"),
+                "role": recipient.role,
+                "status": recipient.status,
+                "reason": recipient.decline_reason,
+            }
+        )
+    store.touch(request, recipients=recipients, envelope_id=envelope.id)
+    if request.status not in ("AWAITING_APPROVAL", "REJECTED") or envelope.status != "DRAFT":
+        store.touch(request, status=envelope.status)
+
+
+def view_of(request: SignRequest, *, can_remind: bool, can_cancel: bool) -> views.RequestView:
+    active = request.status in ("SENT", "DELIVERED", "PARTIALLY_SIGNED")
+    declined = next((r for r in request.recipients if r.get("status") == "DECLINED"), None)
+    return views.RequestView(
+        id=request.id,
+        number=request.number,
+        subject=request.subject,
+        requester_id=request.requester_id,
+        status=request.status,
+        recipients=tuple(
+            views.RecipientView(
+                name=r.get("name") or r.get("email") or "",
+                email=r.get("email"),
+                user_id=r.get("slack_user_id"),
+                status=r.get("status") or "PENDING",
+                role=r.get("role") or "SIGNER",
+                reason=r.get("reason"),
+            )
+            for r in request.recipients
+        ),
+        envelope_id=request.envelope_id,
+        can_remind=can_remind and active,
+        can_cancel=can_cancel and (active or request.status == "AWAITING_APPROVAL"),
+        approver_id=request.approver_id,
+        actor_id=(declined or {}).get("slack_user_id"),
+        reason=request.decision_reason or (declined or {}).get("reason"),
+        expires_at=request.expires_at,
+    )
+
+
+async def create(
+    db: Database,
+    provider: ProviderClient,
+    client: AsyncWebClient,
+    *,
+    team_id: str,
+    requester_id: str,
+    submission: Submission,
+) -> SignRequest:
+    """The whole of a submission: recipients, document, envelope, send or hold for approval,
+    then the status message. Raises BotError / ProviderError with nothing left half-made."""
+    recipients = await people(client, submission)
+    if not recipients:
+        raise BotError("Add at least one recipient")
+    channel = submission.channel_id or submission.metadata.channel_id or requester_id
+    caps = await provider.capabilities()
+    approval = submission.approval and bool(submission.approver_id)
+    request = await db.run(
+        lambda s: store.new_request(
+            s,
+            team_id=team_id,
+            channel_id=channel,
+            requester_id=requester_id,
+            subject=submission.subject,
+            template_id=submission.template_id,
+            approver_id=submission.approver_id if approval else None,
+            recipients=[
+                {"name": p.name, "email": p.email, "slack_user_id": p.user_id, "status": "PENDING"}
+                for p in recipients
+            ],
+            reminder_interval_days=submission.remind_days,
+            reminder_max_count=3 if submission.remind_days else 0,
+            expires_at=utcnow() + timedelta(days=submission.expiry_days),
+        )
+    )
+    envelope: Envelope | None = None
+    try:
+        document_id = None
+        if submission.file is not None and not submission.template_id:
+            content, filename = await download(client, submission.file.id)
+            document = await provider.upload_document(
+                content, filename, idempotency_key=f"{request.id}-document"
+            )
+            document_id = document.id
+        payload = envelope_payload(submission, recipients, document_id, caps.remind)
+        envelope = await provider.create_envelope(payload, idempotency_key=f"{request.id}-create")
+        if not approval:
+            envelope = await provider.send_envelope(envelope.id)
+    except (ProviderError, BotError) as exc:
+        if envelope is not None and envelope.status == "DRAFT":
+            try:
+                await provider.delete_envelope(envelope.id)
+            except ProviderError:
+                log.warning("could not delete the draft %s of a failed request", envelope.id)
+        error = str(exc)
+        await db.run(lambda s: _failed(s, request.id, error))
+        raise
+    created = envelope
+
+    def record(session: Any) -> SignRequest:
+        row = session.get(SignRequest, request.id)
+        absorb(row, created)
+        if approval:
+            store.touch(row, status="AWAITING_APPROVAL")
+        session.add(row)
+        return row
+
+    return await db.run(record)
+
+
+def _failed(session: Any, request_id: str, error: str) -> None:
+    row = session.get(SignRequest, request_id)
+    store.touch(row, status="FAILED", error=error[:1000])
+    session.add(row)

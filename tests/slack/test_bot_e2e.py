@@ -1,0 +1,184 @@
+"""The bot end to end, over HTTP as Slack and the signing service really talk to it.
+
+One ``signbot`` app with Slack configured against a local fake of Slack's Web API: `/sign`
+(a signed slash command) opens the modal; the submitted modal creates and sends an envelope
+at the provider (this same deployment, through its public API); the signer signs on the
+signer page; the provider's webhook reaches ``/hooks/esign``; the channel message is updated
+and the sealed PDF lands in its thread. Forged Slack requests and forged webhooks are refused.
+"""
+
+from __future__ import annotations
+
+import email as email_parser
+import email.policy as email_policy
+import json
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from bot import migrations
+from bot.app import create_app
+from bot.config import Settings
+from bot.db import Database
+from bot.slack.models import BotSetting, SignRequest
+from tests.support.servers import free_port, uvicorn_thread
+from tests.support.slack_fake import SlackFake, slack_fake
+from tests.support.slack_requests import (
+    SIGNING_SECRET,
+    forge,
+    slash_command,
+    view_submission,
+)
+
+
+class Deployment:
+    def __init__(self, base: str, db: Database, fake: SlackFake, data_dir: Path) -> None:
+        self.base, self.db, self.fake, self.data_dir = base, db, fake, data_dir
+
+    def post(self, request: tuple[bytes, dict[str, str]]) -> httpx.Response:
+        body, headers = request
+        return httpx.post(f"{self.base}/slack/events", content=body, headers=headers, timeout=30)
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    with slack_fake() as fake:
+        fake.add_user("U0REQ", "rita", real_name="Rita Requester", email="rita@acme.example")
+        fake.add_user("U0ADA", "ada", real_name="Ada Lovelace", email="ada@acme.example")
+        port = free_port()
+        data_dir: Path = tmp_path_factory.mktemp("slack-data")
+        settings = Settings(
+            data_dir=data_dir,
+            port=port,
+            jobs_interval_seconds=0.2,
+            webhook_retry_base_seconds=0.5,
+            slack_signing_secret=SIGNING_SECRET,
+            slack_bot_token="xoxb-test-token",
+            slack_api_url=fake.base_url,
+            rate_limit_enabled=False,
+        )
+        db = Database(settings.effective_database_url)
+        migrations.upgrade(db)
+        with uvicorn_thread(create_app(settings, db), port) as base:
+            deadline = time.monotonic() + 20
+            while db.run_sync(lambda s: s.get(BotSetting, "webhook_secret")) is None:
+                assert time.monotonic() < deadline, "the bot never registered its webhook"
+                time.sleep(0.1)
+            yield Deployment(base, db, fake, data_dir)
+        db.dispose()
+
+
+def test_forged_slack_requests_are_refused(deployment: Deployment) -> None:
+    for how in ("secret", "stale", "missing"):
+        response = deployment.post(forge(slash_command("", user_id="U0REQ"), how))
+        assert response.status_code == 401, how
+
+
+def test_forged_webhook_is_refused(deployment: Deployment) -> None:
+    body = b'{"id": "evt_x", "event": "envelope.completed", "envelope_id": "env_x"}'
+    response = httpx.post(
+        f"{deployment.base}/hooks/esign",
+        content=body,
+        headers={"X-Certyneo-Signature": "00" * 32, "Content-Type": "application/json"},
+    )
+    assert response.status_code == 401
+
+
+def test_sign_from_slack_to_sealed_pdf_in_the_thread(deployment: Deployment) -> None:
+    fake = deployment.fake
+    started = time.monotonic()
+    response = deployment.post(slash_command("nda", user_id="U0REQ", channel_id="C0DEALS"))
+    assert response.status_code == 200
+    opened = fake.wait_for("views.open", lambda c: c.at >= started, timeout=10)
+    view = _as_dict(opened["view"])
+    assert "Mutual NDA" in str(view)
+
+    answers = {
+        "subject.tpl_mutual-nda": "NDA with Globex",
+        "role_user.tpl_mutual-nda.0": "U0ADA",
+        "role_email.tpl_mutual-nda.1": "Bruno Keller <bruno@globex.example>",
+    }
+    submitted = deployment.post(view_submission(view, "U0REQ", answers))
+    assert submitted.status_code == 200, submitted.text
+    assert submitted.text in ("", "null") or "errors" not in submitted.text
+
+    posted = fake.wait_for("chat.postMessage", lambda c: c.get("channel") == "C0DEALS", timeout=20)
+    assert "NDA with Globex" in str(posted.get("blocks"))
+    request = _request(deployment, "NDA with Globex")
+    assert request.envelope_id and request.status == "SENT" and request.message_ts
+
+    data_dir = deployment.data_dir
+    signers = {"ada@acme.example": "Ada Lovelace", "bruno@globex.example": "Bruno Keller"}
+    for email, name in signers.items():
+        url = _invitation_link(data_dir, email)
+        page = httpx.get(url, timeout=30).text
+        values = {
+            m: f"{name} text"
+            for m in re.findall(r"<input id=\"(field_[A-Za-z0-9_]+)\" name=", page)
+        }
+        initials = "".join(part[0] for part in name.split())
+        form = {"name": name, "mode": "typed", "typed": name, "consent": "yes"}
+        signed = httpx.post(f"{url}/sign", data={**form, "initials": initials, **values})
+        assert signed.status_code == 303, signed.text[:3000]
+
+    uploaded = fake.wait_for(
+        "files.completeUploadExternal",
+        lambda c: c.get("channel_id") == "C0DEALS" or "C0DEALS" in str(c.params),
+        timeout=40,
+    )
+    assert request.message_ts in str(uploaded.params)
+    fake.wait_for(
+        "chat.update", lambda c: "COMPLETED" in str(c.params) or "✅" in str(c.params), timeout=20
+    )
+    final = _request(deployment, "NDA with Globex")
+    assert final.status == "COMPLETED"
+
+
+def test_inline_errors_for_a_bad_submission(deployment: Deployment) -> None:
+    fake = deployment.fake
+    started = time.monotonic()
+    deployment.post(slash_command("", user_id="U0REQ", channel_id="C0DEALS"))
+    view = _as_dict(fake.wait_for("views.open", lambda c: c.at >= started, timeout=10)["view"])
+    answers = {"subject": "", "outside": "not an email"}
+    response = deployment.post(view_submission(view, "U0REQ", answers))
+    assert response.status_code == 200
+    body = response.json()
+    assert body["response_action"] == "errors" and body["errors"]
+
+
+def _request(deployment: Deployment, subject: str) -> SignRequest:
+    deadline = time.monotonic() + 20
+    while True:
+        rows = deployment.db.run_sync(
+            lambda s: [r for r in s.query(SignRequest).all() if r.subject == subject]  # type: ignore[attr-defined]
+        )
+        if rows and rows[0].message_ts:
+            return rows[0]
+        assert time.monotonic() < deadline, "the request never got its status message"
+        time.sleep(0.1)
+
+
+def _as_dict(view: object) -> dict:
+    return json.loads(view) if isinstance(view, str) else view  # type: ignore[return-value]
+
+
+def _invitation_link(data_dir: Path, email: str) -> str:
+    """The sign link from the invitation the provider wrote (no SMTP server is configured:
+    live mail is written as .eml files, which is what an operator would read too)."""
+    slug = email.replace("@", "-").replace(".", "-")
+    deadline = time.monotonic() + 20
+    while True:
+        for path in sorted((data_dir / "mail").glob(f"*invitation-{slug}*.eml")):
+            message = email_parser.message_from_bytes(
+                path.read_bytes(), policy=email_policy.default
+            )
+            text = message.get_body(preferencelist=("plain",)).get_content()  # type: ignore[union-attr]
+            found = re.search(r"https?://\S+/sign/[A-Za-z0-9_-]+", text)
+            if found:
+                return found.group(0)
+        assert time.monotonic() < deadline, f"no invitation for {email}"
+        time.sleep(0.1)
