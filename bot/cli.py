@@ -396,6 +396,50 @@ if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
 
 
+@main.group()
+def slack() -> None:
+    """The Slack bot."""
+
+
+@slack.command("socket")
+@click.option("--port", default=None, type=click.IntRange(1, 65535), help="Default 8000.")
+def slack_socket(port: int | None) -> None:
+    """Run everything with Slack over Socket Mode (local development: no public URL needed
+    for Slack; signer pages and the webhook route are still served on --port)."""
+    import asyncio
+
+    import uvicorn
+
+    from bot import logs
+    from bot.app import create_app
+
+    settings = _settings(port=port)
+    if not settings.slack_app_token:
+        raise click.ClickException(
+            "Socket Mode needs SLACK_APP_TOKEN (an xapp-… app-level token with "
+            "connections:write), besides SLACK_SIGNING_SECRET and SLACK_BOT_TOKEN"
+        )
+    db = _database(settings)
+    logs.configure(settings.log_level)
+    app = create_app(settings, db)
+    bot = app.state.slack
+    if bot is None:
+        raise click.ClickException("set SLACK_SIGNING_SECRET and SLACK_BOT_TOKEN as well")
+
+    async def run() -> None:
+        from slack_bolt.adapter.socket_mode.websockets import AsyncSocketModeHandler
+
+        handler = AsyncSocketModeHandler(bot.app, settings.slack_app_token)
+        options = {k: v for k, v in SERVE_OPTIONS.items() if k != "loop"}
+        server = uvicorn.Server(
+            uvicorn.Config(app, host=settings.host, port=settings.port, **options)
+        )
+        await asyncio.gather(server.serve(), handler.start_async())
+
+    click.echo(f"signbot with Slack over Socket Mode; pages on {settings.effective_public_url}")
+    asyncio.run(run())
+
+
 def _attach_templates() -> None:
     from bot.templates.cli import templates
 

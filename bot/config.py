@@ -78,6 +78,10 @@ class Settings(BaseSettings):
     """The Certyneo-compatible API the bot uses; default: this deployment's own."""
     provider_key: str | None = None
     """Its API key; default: a live key of the default account, made at first start."""
+    slack_app_token: str | None = Field(
+        default=None, validation_alias=AliasChoices("SLACK_APP_TOKEN")
+    )
+    """``xapp-…``: Socket Mode for local development (``signbot slack socket``)."""
     slack_api_url: str = Field(
         default="https://slack.com/api/", validation_alias=AliasChoices("SLACK_API_URL")
     )

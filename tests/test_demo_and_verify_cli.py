@@ -29,3 +29,10 @@ def test_verify_refuses_missing_and_garbage_files(data_dir: Path, tmp_path: Path
     result = cli(data_dir, "verify", str(garbage))
     assert result.returncode == 1
     assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_slack_socket_says_what_is_missing(data_dir: Path) -> None:
+    result = cli(data_dir, "slack", "socket", env={"SLACK_APP_TOKEN": ""})
+    assert result.returncode != 0 and "SLACK_APP_TOKEN" in result.stderr
+    result = cli(data_dir, "slack", "socket", env={"SLACK_APP_TOKEN": "xapp-1-test"})
+    assert result.returncode != 0 and "SLACK_BOT_TOKEN" in result.stderr

@@ -280,7 +280,13 @@ def test_invitation_email_link_signs_and_completion_mail_carries_the_pdfs(
     done = mail_server.mailbox.to("zoe@example.com", "completed", timeout=30)
     attachments = [part.get_filename() for part in done.iter_attachments()]
     assert len(attachments) == 2 and all(name.endswith(".pdf") for name in attachments)
-    got = live.client.get(f"/envelopes/{envelope['id']}").json()
+    # the status is written just after the server accepted the message
+    deadline = time.monotonic() + 10
+    while True:
+        got = live.client.get(f"/envelopes/{envelope['id']}").json()
+        if got["recipients"][0]["emailStatus"] == "SENT" or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
     assert got["recipients"][0]["emailStatus"] == "SENT"
 
 
