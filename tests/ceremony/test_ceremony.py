@@ -432,5 +432,10 @@ def test_recipients_with_a_phone_get_an_sms_invitation(tenant: Tenant, server: S
     assert found, "no SMS written"
     text = found[0].read_text()
     assert links(envelope)["p@example.com"] in text
-    got = tenant.client.get(f"/envelopes/{envelope['id']}").json()
+    deadline = time.monotonic() + 10
+    while True:  # the status is written just after the file
+        got = tenant.client.get(f"/envelopes/{envelope['id']}").json()
+        if got["recipients"][0].get("smsStatus") == "CAPTURED" or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
     assert got["recipients"][0]["smsStatus"] == "CAPTURED"
