@@ -10,11 +10,13 @@ and the requester is told what went wrong in words.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 import httpx
+from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.db import Database
@@ -22,6 +24,7 @@ from bot.provider import ProviderClient
 from bot.provider.errors import ProviderError
 from bot.provider.models import Envelope
 from bot.slack import store, views
+from bot.slack.ids import is_slack_id
 from bot.slack.models import SignRequest
 from bot.slack.parsing import Submission
 from bot.timeutil import iso, utcnow
@@ -29,6 +32,16 @@ from bot.timeutil import iso, utcnow
 log = logging.getLogger("signbot.slack")
 
 MAX_PDF_BYTES = 50 * 1024 * 1024
+MAX_LOOKUPS = 20
+"""Outside addresses looked up as workspace members per request (``users.lookupByEmail`` is
+rate limited; beyond this many, people are simply treated as outside Slack)."""
+ACTIVE = frozenset({"SENT", "DELIVERED", "PARTIALLY_SIGNED"})
+"""Request statuses in which someone still has to sign: remind and cancel apply."""
+WAITING = frozenset({"SENT", "VIEWED"})
+"""Recipient statuses of someone whose turn it is and who has not acted yet."""
+ACTING_ROLES = frozenset({"SIGNER", "APPROVER"})
+
+Seal = Callable[[str], str]
 
 
 @dataclass(frozen=True)
@@ -53,7 +66,35 @@ async def people(client: AsyncWebClient, submission: Submission) -> list[Person]
     for user_id in submission.members:
         out.append(await member(client, user_id))
     out.extend(Person(name or email.split("@")[0], email) for name, email in submission.outside)
+    return await _members_by_email(client, out)
+
+
+async def _members_by_email(client: AsyncWebClient, people: list[Person]) -> list[Person]:
+    """People typed as addresses who are in fact workspace members get their user id (so
+    they get a DM with their sign link and see the request in App Home). Best effort: an
+    address Slack does not know, or a refusal, leaves the person outside Slack."""
+    out: list[Person] = []
+    lookups = 0
+    for person in people:
+        if person.user_id is None and lookups < MAX_LOOKUPS:
+            lookups += 1
+            user_id = await lookup(client, person.email)
+            if user_id:
+                person = Person(person.name, person.email, user_id)
+        out.append(person)
     return out
+
+
+async def lookup(client: AsyncWebClient, email: str) -> str | None:
+    """The id of the active member with this address, or None (``users.lookupByEmail``)."""
+    try:
+        answer = await client.users_lookupByEmail(email=email)
+    except SlackApiError:
+        return None
+    user = answer.get("user") or {}
+    if user.get("deleted") or user.get("is_bot") or not is_slack_id(user.get("id")):
+        return None
+    return str(user["id"])
 
 
 async def member(client: AsyncWebClient, user_id: str) -> Person:
@@ -107,29 +148,40 @@ def envelope_payload(
     return payload
 
 
-def absorb(request: SignRequest, envelope: Envelope) -> None:
-    """The provider's view of the envelope into the request row."""
+def absorb(request: SignRequest, envelope: Envelope, seal: Seal | None = None) -> None:
+    """The provider's view of the envelope into the request row.
+
+    What only the bot knows survives: each recipient's member id, whether their DM went out
+    (``dm_sent``), and their sign link (``sign_url_sealed``). The link comes only in the
+    answers of create and send (``get`` omits it), so it is kept from those — sealed, since
+    it lets anyone sign as that person: pass ``seal`` with such an answer. It is never
+    logged nor shown anywhere but to its own recipient."""
     known = {r.get("email", "").lower(): r for r in request.recipients}
     recipients = []
     for recipient in envelope.recipients:
         before = known.get(recipient.email.lower(), {})
-        recipients.append(
-            {
-                "name": recipient.name or before.get("name") or recipient.email,
-                "email": recipient.email,
-                "slack_user_id": before.get("slack_user_id"),
-                "role": recipient.role,
-                "status": recipient.status,
-                "reason": recipient.decline_reason,
-            }
-        )
+        entry: dict[str, Any] = {
+            "name": recipient.name or before.get("name") or recipient.email,
+            "email": recipient.email,
+            "slack_user_id": before.get("slack_user_id"),
+            "role": recipient.role,
+            "status": recipient.status,
+            "reason": recipient.decline_reason,
+        }
+        if before.get("dm_sent"):
+            entry["dm_sent"] = True
+        if seal is not None and recipient.sign_url:
+            entry["sign_url_sealed"] = seal(recipient.sign_url)
+        elif before.get("sign_url_sealed"):
+            entry["sign_url_sealed"] = before["sign_url_sealed"]
+        recipients.append(entry)
     store.touch(request, recipients=recipients, envelope_id=envelope.id)
     if request.status not in ("AWAITING_APPROVAL", "REJECTED") or envelope.status != "DRAFT":
         store.touch(request, status=envelope.status)
 
 
 def view_of(request: SignRequest, *, can_remind: bool, can_cancel: bool) -> views.RequestView:
-    active = request.status in ("SENT", "DELIVERED", "PARTIALLY_SIGNED")
+    active = request.status in ACTIVE
     declined = next((r for r in request.recipients if r.get("status") == "DECLINED"), None)
     return views.RequestView(
         id=request.id,
@@ -150,7 +202,8 @@ def view_of(request: SignRequest, *, can_remind: bool, can_cancel: bool) -> view
         ),
         envelope_id=request.envelope_id,
         can_remind=can_remind and active,
-        can_cancel=can_cancel and (active or request.status == "AWAITING_APPROVAL"),
+        # A draft awaiting approval is deleted (core API), not voided: always cancellable.
+        can_cancel=(can_cancel and active) or request.status == "AWAITING_APPROVAL",
         approver_id=request.approver_id,
         actor_id=(declined or {}).get("slack_user_id"),
         reason=request.decision_reason or (declined or {}).get("reason"),
@@ -166,9 +219,12 @@ async def create(
     team_id: str,
     requester_id: str,
     submission: Submission,
+    seal: Seal | None = None,
 ) -> SignRequest:
-    """The whole of a submission: recipients, document, envelope, send or hold for approval,
-    then the status message. Raises BotError / ProviderError with nothing left half-made."""
+    """The whole of a submission: recipients, document, envelope, then sent, or held as a
+    DRAFT for approval (nothing goes out before). Raises BotError / ProviderError with
+    nothing left half-made. ``seal`` keeps the sign links of the answer (see :func:`absorb`);
+    the caller posts the status message and the DMs."""
     recipients = await people(client, submission)
     if not recipients:
         raise BotError("Add at least one recipient")
@@ -219,7 +275,7 @@ async def create(
 
     def record(session: Any) -> SignRequest:
         row = session.get(SignRequest, request.id)
-        absorb(row, created)
+        absorb(row, created, seal)
         if approval:
             store.touch(row, status="AWAITING_APPROVAL")
         session.add(row)

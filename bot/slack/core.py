@@ -1,0 +1,185 @@
+"""What every part of the bot shares: the database, the provider, the Slack client, and the
+few messages several handlers post (the status message, DMs, ephemeral answers).
+
+Slack calls made *after* the provider did its work never undo that work when Slack refuses
+(a channel the bot left, a user who is gone): they are logged and the flow goes on, since the
+request row and the provider are the truth and the next update repairs the message.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any, TypeVar
+
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+from sqlmodel import Session
+
+from bot.db import Database
+from bot.provider import Capabilities, ProviderClient
+from bot.provider.errors import ProviderError
+from bot.slack import requests, store, views
+from bot.slack.models import SignRequest
+
+log = logging.getLogger("signbot.slack")
+
+T = TypeVar("T")
+
+
+class Core:
+    def __init__(
+        self,
+        *,
+        db: Database,
+        provider: ProviderClient,
+        client: AsyncWebClient,
+        seal: Callable[[str], str],
+        unseal: Callable[[str], str],
+    ) -> None:
+        self.db = db
+        self.provider = provider
+        self.client = client
+        self.seal, self.unseal = seal, unseal
+
+    # ------------------------------------------------------------ provider and rows
+
+    async def caps(self) -> Capabilities:
+        """The provider's extensions; none while it cannot be asked (buttons hidden, never
+        shown for something that then fails)."""
+        try:
+            return await self.provider.capabilities()
+        except ProviderError as exc:
+            log.warning("provider capabilities unknown for now: %s", exc)
+            return Capabilities()
+
+    async def load(self, request_id: str) -> SignRequest | None:
+        return await self.db.run(lambda s: s.get(SignRequest, request_id))
+
+    async def find(self, team_id: str, ref: str) -> SignRequest | None:
+        return await self.db.run(lambda s: store.find(s, team_id, ref))
+
+    async def change(
+        self, request_id: str, fn: Callable[[SignRequest], T]
+    ) -> tuple[SignRequest, T]:
+        """``fn(row)`` on the locked row in one transaction; the row and what ``fn`` said."""
+
+        def work(session: Session) -> tuple[SignRequest, T]:
+            row = session.get(SignRequest, request_id, with_for_update=True)
+            if row is None:
+                raise LookupError(request_id)
+            result = fn(row)
+            session.add(row)
+            return row, result
+
+        return await self.db.run(work)
+
+    async def view(self, row: SignRequest, message: str | None = None) -> views.RequestView:
+        caps = await self.caps()
+        view = requests.view_of(row, can_remind=caps.remind, can_cancel=caps.void)
+        return replace(view, message=message) if message else view
+
+    def sign_url(self, recipient: dict[str, Any]) -> str | None:
+        sealed = recipient.get("sign_url_sealed")
+        if not sealed:
+            return None
+        try:
+            return self.unseal(sealed)
+        except Exception:  # a rotated deployment secret: the link is simply unknown now
+            log.warning("a stored sign link could not be opened")
+            return None
+
+    # ------------------------------------------------------------ messages
+
+    async def call(self, what: str, method: Callable[..., Any], **params: Any) -> Any:
+        """One Slack call whose refusal must not stop the flow: the answer, or None."""
+        try:
+            return await method(**params)
+        except SlackApiError as exc:
+            log.warning("Slack refused %s: %s", what, exc.response.get("error"))
+            return None
+
+    async def post_status(self, row: SignRequest, message: str | None = None) -> SignRequest:
+        """The channel's status message, its ts kept on the row."""
+        body = views.status_message(await self.view(row, message))
+        try:
+            posted = await self.client.chat_postMessage(channel=row.channel_id, **body)
+        except SlackApiError as exc:
+            await self.tell(
+                row.requester_id,
+                row.requester_id,
+                f"Request #{row.number} is saved, but signbot cannot post in that channel "
+                f"({exc.response.get('error')}); invite it with /invite @signbot.",
+            )
+            return row
+        ts, channel = posted["ts"], posted["channel"]
+
+        def keep(r: SignRequest) -> None:
+            store.touch(r, message_ts=ts, channel_id=channel)
+
+        row, _ = await self.change(row.id, keep)
+        return row
+
+    async def refresh_status(self, row: SignRequest) -> None:
+        """The status message updated in place, when there is one."""
+        if not row.message_ts:
+            return
+        body = views.status_message(await self.view(row))
+        await self.call(
+            "chat.update",
+            self.client.chat_update,
+            channel=row.channel_id,
+            ts=row.message_ts,
+            **body,
+        )
+
+    async def thread(self, row: SignRequest, text: str) -> None:
+        """A reply under the status message (nothing when it was never posted)."""
+        if row.message_ts:
+            await self.call(
+                "chat.postMessage",
+                self.client.chat_postMessage,
+                channel=row.channel_id,
+                thread_ts=row.message_ts,
+                text=text,
+            )
+
+    async def dm(self, user_id: str, **message: Any) -> Any:
+        """A direct message (posting to a user id opens the DM); the answer, or None."""
+        return await self.call("a DM", self.client.chat_postMessage, channel=user_id, **message)
+
+    async def tell(self, channel: str, user_id: str, text: str) -> None:
+        """An ephemeral message to one person; a DM when the channel refuses it."""
+        try:
+            await self.client.chat_postEphemeral(channel=channel, user=user_id, text=text)
+        except SlackApiError:
+            await self.dm(user_id, text=text)
+
+    async def reply(self, body: dict[str, Any], respond: Any, payload: dict[str, Any]) -> None:
+        """An answer only the clicking (or typing) person sees: through the interaction's
+        ``response_url`` when there is one, else an ephemeral message where they are."""
+        user_id = (body.get("user") or {}).get("id") or body.get("user_id") or ""
+        if body.get("response_url") and respond is not None:
+            try:
+                await respond(replace_original=False, **payload)
+                return
+            except Exception as exc:  # an expired response_url (30 min): fall back
+                log.info("response_url refused the answer (%s); posting it instead", exc)
+        channel = (body.get("channel") or {}).get("id") or body.get("channel_id") or user_id
+        await self.tell(channel, user_id, payload.get("text") or "")
+
+
+def team_of(body: dict[str, Any]) -> str:
+    """The workspace of any request Slack sends (commands, interactions, events)."""
+    team = body.get("team")
+    if isinstance(team, dict) and team.get("id"):
+        return str(team["id"])
+    return str(body.get("team_id") or (body.get("user") or {}).get("team_id") or "")
+
+
+def user_of(body: dict[str, Any]) -> str:
+    user = body.get("user")
+    if isinstance(user, dict):
+        return str(user.get("id") or "")
+    return str(body.get("user_id") or user or "")
