@@ -74,6 +74,23 @@ class Settings(BaseSettings):
     slack_bot_token: str | None = Field(
         default=None, validation_alias=AliasChoices("SLACK_BOT_TOKEN")
     )
+    """``xoxb-…``: one workspace by token. When set, it wins over the OAuth settings below."""
+    slack_client_id: str | None = Field(
+        default=None, validation_alias=AliasChoices("SLACK_CLIENT_ID")
+    )
+    """With ``SLACK_CLIENT_SECRET`` (and no bot token): many workspaces, installed by OAuth at
+    ``{PUBLIC_URL}/slack/install``; their tokens are kept sealed in the database."""
+    slack_client_secret: str | None = Field(
+        default=None, validation_alias=AliasChoices("SLACK_CLIENT_SECRET")
+    )
+    slack_scopes: str = Field(
+        default=(
+            "chat:write,chat:write.public,commands,files:read,files:write,im:write,"
+            "users:read,users:read.email,channels:read,groups:read"
+        ),
+        validation_alias=AliasChoices("SLACK_SCOPES"),
+    )
+    """Bot scopes an OAuth install asks for, comma-separated (``slack-manifest.yml``'s)."""
     provider_url: str | None = None
     """The Certyneo-compatible API the bot uses; default: this deployment's own."""
     provider_key: str | None = None
@@ -98,6 +115,10 @@ class Settings(BaseSettings):
             return self.public_url
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host  # noqa: S104
         return f"http://{host}:{self.port}"
+
+    @property
+    def slack_scope_list(self) -> list[str]:
+        return [s.strip() for s in self.slack_scopes.split(",") if s.strip()]
 
     @property
     def effective_database_url(self) -> str:

@@ -13,7 +13,13 @@ from bot.envelopes.models import (
     Signature,
 )
 from bot.jobs.models import OutboxEvent, Task
-from bot.slack.models import BotSetting, SeenDelivery, SignRequest
+from bot.slack.models import (
+    BotSetting,
+    SeenDelivery,
+    SignRequest,
+    SlackInstallation,
+    SlackOAuthState,
+)
 from bot.web.idempotency import IdempotencyRecord
 from bot.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 
@@ -34,6 +40,8 @@ __all__ = [
     "SeenDelivery",
     "SignRequest",
     "Signature",
+    "SlackInstallation",
+    "SlackOAuthState",
     "Task",
     "WebhookAttempt",
     "WebhookDelivery",

@@ -3,13 +3,19 @@
 The bot itself imports nothing of the signing service; this module gives it what it needs
 from the deployment: the provider's URL and key (by default this deployment's own API and a
 live key of the default account, made once and kept sealed in the database so every replica
-shares it), a way to seal its webhook secret, and the two HTTP routes it answers.
+shares it), a way to seal its secrets (webhook secret, workspaces' bot tokens), and the HTTP
+routes it answers.
+
+Which Slack mode (:func:`slack_mode`): one workspace by token when ``SLACK_BOT_TOKEN`` is set;
+many workspaces by OAuth when ``SLACK_CLIENT_ID`` and ``SLACK_CLIENT_SECRET`` are set and no
+bot token is; ``SLACK_SIGNING_SECRET`` in both. With both a token and OAuth settings, the
+token wins (the log says so).
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import FastAPI, Request
 
@@ -20,6 +26,7 @@ from bot.provider import ProviderClient
 from bot.secretbox import SecretBox
 from bot.slack import store
 from bot.slack.bot import SlackBot
+from bot.slack.oauth import INSTALL_PATH, REDIRECT_PATH, OAuthConfig
 
 log = logging.getLogger("signbot.slack")
 
@@ -39,19 +46,51 @@ def _provider_key(db: Database, box: SecretBox) -> str:
     return box.open(store.setting(db, "provider_key", make))
 
 
-def build(settings: Settings, db: Database, box: SecretBox) -> SlackBot | None:
-    """The bot when Slack is configured (``SLACK_SIGNING_SECRET`` + ``SLACK_BOT_TOKEN``)."""
-    if not (settings.slack_signing_secret and settings.slack_bot_token):
-        log.info("Slack is not configured (SLACK_SIGNING_SECRET, SLACK_BOT_TOKEN): bot off")
+def slack_mode(settings: Settings) -> Literal["token", "oauth"] | None:
+    """How the bot meets Slack, from the settings (None: the bot is off)."""
+    oauth = bool(settings.slack_client_id and settings.slack_client_secret)
+    if not settings.slack_signing_secret:
         return None
+    if settings.slack_bot_token:
+        return "token"
+    return "oauth" if oauth else None
+
+
+def build(settings: Settings, db: Database, box: SecretBox) -> SlackBot | None:
+    """The bot when Slack is configured: ``SLACK_SIGNING_SECRET`` with ``SLACK_BOT_TOKEN`` (one
+    workspace) or with ``SLACK_CLIENT_ID`` + ``SLACK_CLIENT_SECRET`` (many, by OAuth)."""
+    mode = slack_mode(settings)
+    if mode is None:
+        log.info(
+            "Slack is not configured (SLACK_SIGNING_SECRET with SLACK_BOT_TOKEN, or with "
+            "SLACK_CLIENT_ID and SLACK_CLIENT_SECRET): bot off"
+        )
+        return None
+    assert settings.slack_signing_secret
     public = settings.effective_public_url
+    oauth = None
+    if mode == "oauth":
+        assert settings.slack_client_id and settings.slack_client_secret
+        oauth = OAuthConfig(
+            client_id=settings.slack_client_id,
+            client_secret=settings.slack_client_secret,
+            scopes=tuple(settings.slack_scope_list),
+            redirect_uri=f"{public}{REDIRECT_PATH}",
+        )
+        log.info("Slack: many workspaces by OAuth; install at %s%s", public, INSTALL_PATH)
+    elif settings.slack_client_id or settings.slack_client_secret:
+        log.warning(
+            "Slack: SLACK_BOT_TOKEN is set, so signbot serves that one workspace and ignores "
+            "SLACK_CLIENT_ID/SLACK_CLIENT_SECRET (unset the token for OAuth installs)"
+        )
     key = settings.provider_key or _provider_key(db, box)
     provider = ProviderClient(settings.provider_url or public, key)
     return SlackBot(
         db=db,
         provider=provider,
         signing_secret=settings.slack_signing_secret,
-        bot_token=settings.slack_bot_token,
+        bot_token=settings.slack_bot_token if mode == "token" else None,
+        oauth=oauth,
         api_url=settings.slack_api_url,
         hook_url=f"{public}/hooks/esign",
         seal=box.seal,
@@ -63,6 +102,16 @@ def mount(app: FastAPI, bot: SlackBot) -> None:
     @app.post("/slack/events", include_in_schema=False)
     async def slack_events(request: Request) -> Any:
         return await bot.handler.handle(request)
+
+    if bot.multi_workspace:
+
+        @app.get(INSTALL_PATH, include_in_schema=False)
+        async def slack_install(request: Request) -> Any:
+            return await bot.handler.handle(request)
+
+        @app.get(REDIRECT_PATH, include_in_schema=False)
+        async def slack_oauth_redirect(request: Request) -> Any:
+            return await bot.handler.handle(request)
 
     @app.post("/hooks/esign", include_in_schema=False)
     async def esign_hook(request: Request) -> Any:

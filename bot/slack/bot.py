@@ -9,6 +9,13 @@ and :mod:`~bot.slack.install` (uninstall and reinstall). Handlers acknowledge fi
 after (Slack allows 3 s; modals open within the trigger's window). The bot is a client of a
 Certyneo-compatible API through ``bot.provider`` only; what it knows lives in its own tables
 (``bot.slack.models``).
+
+One workspace by token, or many by OAuth (:mod:`~bot.slack.oauth`: ``/slack/install`` and
+``/slack/oauth_redirect``, installs kept in the database). Either way Bolt authorizes each
+request for its workspace and the handlers' Slack calls use that workspace's client
+(:class:`~bot.slack.core.Core`); the webhook route uses the client of the request row's
+``team_id``. The Web API is reached at ``api_url`` (``SLACK_API_URL``) in both modes, the
+OAuth exchange (``oauth.v2.access``) included.
 """
 
 from __future__ import annotations
@@ -33,6 +40,14 @@ from bot.slack.commands import Commands
 from bot.slack.core import Core
 from bot.slack.modal import Modal
 from bot.slack.models import SignRequest
+from bot.slack.oauth import (
+    FromInstallations,
+    Installations,
+    OAuthConfig,
+    OAuthStates,
+    SingleToken,
+    oauth_settings,
+)
 
 log = logging.getLogger("signbot.slack")
 
@@ -55,27 +70,72 @@ class SlackBot:
         db: Database,
         provider: ProviderClient,
         signing_secret: str,
-        bot_token: str,
         api_url: str,
         hook_url: str,
         seal: Callable[[str], str],
         unseal: Callable[[str], str],
+        bot_token: str | None = None,
+        oauth: OAuthConfig | None = None,
     ) -> None:
+        """One workspace with ``bot_token``, or many installed through ``oauth``."""
+        if (bot_token is None) == (oauth is None):
+            raise ValueError("give either a bot token or OAuth settings")
         self.db = db
         self.provider = provider
         self.hook_url = hook_url
         self.seal, self.unseal = seal, unseal
-        self.client = AsyncWebClient(token=bot_token, base_url=api_url)
-        self.app = AsyncApp(signing_secret=signing_secret, client=self.client)
+        # Tokenless: each request's client gets its workspace's token from ``authorize``.
+        base = AsyncWebClient(base_url=api_url)
+        self.installations: Installations | None = None
+        self.client: AsyncWebClient | None = None
+        """The single workspace's client (token mode)."""
+        if oauth is not None:
+            self.installations = Installations(db, seal=seal, unseal=unseal, api_url=api_url)
+            self.app = AsyncApp(
+                signing_secret=signing_secret,
+                client=base,
+                authorize=FromInstallations(self.installations),
+                oauth_settings=oauth_settings(oauth, self.installations, OAuthStates(db)),
+                user_facing_authorize_error_message=(
+                    "signbot is not installed in this workspace (any more): "
+                    "ask an admin to install it again."
+                ),
+            )
+        else:
+            self.client = AsyncWebClient(token=bot_token, base_url=api_url)
+            self.app = AsyncApp(
+                signing_secret=signing_secret, client=base, authorize=SingleToken(self.client)
+            )
         self.handler = AsyncSlackRequestHandler(self.app)
-        self.core = Core(db=db, provider=provider, client=self.client, seal=seal, unseal=unseal)
+        self.core = Core(
+            db=db,
+            provider=provider,
+            client_for=self.client_for,
+            default_client=self.client,
+            seal=seal,
+            unseal=unseal,
+        )
         self.modal = Modal(self.core)
         self.commands = Commands(self.core, self.modal)
         self._register()
 
+    @property
+    def multi_workspace(self) -> bool:
+        return self.installations is not None
+
+    async def client_for(self, team_id: str) -> AsyncWebClient | None:
+        """The Web API client of a workspace, for work that is not a request from Slack
+        (webhook notices, reminders): its installed bot token (OAuth), or the one token. None
+        when signbot is not installed there (never, or uninstalled: OAuth only; in token mode
+        ask :func:`~bot.slack.install.silenced` too)."""
+        if self.installations is not None:
+            return await self.installations.client(team_id)
+        return self.client
+
     def _register(self) -> None:
         app, core = self.app, self.core
-        install.register(app, self.db)  # first: its middleware notices a reinstall
+        app.middleware(core.bind_request)  # first: every handler's Slack calls need it
+        install.register(app, self.db)  # its middleware notices a reinstall
         app.command("/sign")(self.commands.handle)
         self.modal.register(app)
         approvals.register(app, core)
@@ -133,14 +193,18 @@ class SlackBot:
         row = await self.db.run(lambda s: store.by_envelope(s, envelope_id))
         if row is not None:
             name = str(event.get("event") or event.get("type"))
-            if await install.silenced(self.db, row.team_id):
+            silenced = await install.silenced(self.db, row.team_id)
+            client = None if silenced else await self.client_for(row.team_id)
+            if client is None:
                 await self._absorb_quietly(row)
             else:
-                await notices.follow(self.core, row, name, data)
+                with self.core.bound(client):
+                    await notices.follow(self.core, row, name, data)
         await self.db.run(lambda s: store.first_time(s, event_id))
         return {"ok": True}
 
     async def _absorb_quietly(self, row: SignRequest) -> None:
-        """The workspace uninstalled signbot: the row keeps up, Slack hears nothing."""
+        """The workspace uninstalled signbot (or has no install): the row keeps up, Slack
+        hears nothing."""
         envelope = await self.provider.get_envelope(row.envelope_id or "")
         await self.core.change(row.id, lambda r: requests.absorb(r, envelope))

@@ -4,12 +4,23 @@ few messages several handlers post (the status message, DMs, ephemeral answers).
 Slack calls made *after* the provider did its work never undo that work when Slack refuses
 (a channel the bot left, a user who is gone): they are logged and the flow goes on, since the
 request row and the provider are the truth and the next update repairs the message.
+
+**Which workspace's token.** With many workspaces (OAuth) every Slack call must carry the
+token of the workspace it is for. :attr:`Core.client` is the client *bound* to the work under
+way: for a request from Slack, the one Bolt authorized for that request's workspace (bound by
+:meth:`Core.bind_request`, a global middleware); for background work, the one of the request
+row's ``team_id`` (``with core.bound(await core.client_for(row.team_id))``). The binding is a
+context variable, so concurrent requests never see each other's, and tasks started while it
+is bound keep it. With one workspace by token, the token's client is used when nothing is
+bound; with OAuth, a Slack call outside any binding is a bug and raises.
 """
 
 from __future__ import annotations
 
+import contextvars
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any, TypeVar
 
@@ -27,6 +38,10 @@ log = logging.getLogger("signbot.slack")
 
 T = TypeVar("T")
 
+_bound: contextvars.ContextVar[AsyncWebClient | None] = contextvars.ContextVar(
+    "signbot_slack_client", default=None
+)
+
 
 class Core:
     def __init__(
@@ -34,14 +49,50 @@ class Core:
         *,
         db: Database,
         provider: ProviderClient,
-        client: AsyncWebClient,
+        client_for: Callable[[str], Awaitable[AsyncWebClient | None]],
         seal: Callable[[str], str],
         unseal: Callable[[str], str],
+        default_client: AsyncWebClient | None = None,
     ) -> None:
+        """``client_for(team_id)``: the workspace's client, None when signbot is not installed
+        there (any more). ``default_client``: the single workspace's, in token mode."""
         self.db = db
         self.provider = provider
-        self.client = client
+        self._client_for = client_for
+        self._default = default_client
         self.seal, self.unseal = seal, unseal
+
+    # ------------------------------------------------------------ the workspace's client
+
+    @property
+    def client(self) -> AsyncWebClient:
+        """The Web API client of the workspace the current work is for (see the module)."""
+        client = _bound.get() or self._default
+        if client is None:
+            raise RuntimeError("a Slack call outside any workspace (bind a client first)")
+        return client
+
+    async def client_for(self, team_id: str) -> AsyncWebClient | None:
+        """The client of ``team_id``; None when signbot is not installed there (any more)."""
+        return await self._client_for(team_id)
+
+    @contextmanager
+    def bound(self, client: AsyncWebClient) -> Iterator[AsyncWebClient]:
+        """Slack calls in this block (and tasks it starts) go through ``client``."""
+        token = _bound.set(client)
+        try:
+            yield client
+        finally:
+            _bound.reset(token)
+
+    async def bind_request(self, context: Any, next: Callable[[], Awaitable[Any]]) -> Any:
+        """Bolt global middleware: the request's work uses the client Bolt authorized for its
+        workspace. Not reset afterwards on purpose: Bolt runs a request's middleware one after
+        the other (``next()`` only says "go on") and starts the listener later, in a task that
+        copies the request task's context; each HTTP request runs in a task of its own."""
+        if context.client is not None and context.client.token:
+            _bound.set(context.client)
+        return await next()
 
     # ------------------------------------------------------------ provider and rows
 

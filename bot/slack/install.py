@@ -15,6 +15,11 @@ The rule:
   apart by its ``event_time`` (whole seconds: one from the same second counts as later).
 * Nothing missed is replayed on return: the next webhook of a request updates its message
   again, and App Home is rebuilt whenever it is opened.
+* With many workspaces (OAuth), the workspace's stored install is revoked too
+  (``SlackInstallation.revoked_at``): no token is handed out for it, so Bolt refuses its
+  requests and background work finds no client. Installing again (``/slack/install``) stores
+  the new token and clears both records (:func:`returned`). An uninstall delivered late, whose
+  ``event_time`` is before the latest install, changes nothing.
 """
 
 from __future__ import annotations
@@ -27,7 +32,8 @@ from sqlmodel import Session
 
 from bot.db import Database
 from bot.slack import store
-from bot.slack.models import BotSetting
+from bot.slack.models import BotSetting, SlackInstallation
+from bot.timeutil import to_utc, utcnow
 
 log = logging.getLogger("signbot.slack")
 
@@ -45,8 +51,29 @@ async def silenced(db: Database, team_id: str) -> bool:
     return await db.run(lambda s: s.get(BotSetting, key(team_id))) is not None
 
 
-async def record_gone(db: Database, team_id: str, event_time: int, kind: str) -> None:
-    await db.run(lambda s: store.put_setting(s, key(team_id), f"{event_time} {kind}"))
+async def record_gone(db: Database, team_id: str, event_time: int, kind: str) -> bool:
+    return await db.run(lambda s: gone(s, team_id, event_time, kind))
+
+
+def gone(session: Session, team_id: str, event_time: int, kind: str) -> bool:
+    """Record the workspace as gone (and revoke its stored install, if it has one); False for
+    a late delivery from before its latest install."""
+    installed = session.get(SlackInstallation, team_id, with_for_update=True)
+    if installed is not None:
+        if event_time and event_time < int(to_utc(installed.installed_at).timestamp()):
+            return False
+        if installed.revoked_at is None:
+            installed.revoked_at = utcnow()
+            session.add(installed)
+    store.put_setting(session, key(team_id), f"{event_time} {kind}")
+    return True
+
+
+def returned(session: Session, team_id: str) -> None:
+    """The workspace installed signbot again: it is not gone any more."""
+    row = session.get(BotSetting, key(team_id))
+    if row is not None:
+        session.delete(row)
 
 
 async def resume(db: Database, team_id: str, event_time: int | None) -> bool:
@@ -94,5 +121,7 @@ async def _gone(db: Database, body: dict[str, Any], kind: str) -> None:
     team_id = str(body.get("team_id") or "")
     if not team_id:
         return
-    await record_gone(db, team_id, int(body.get("event_time") or 0), kind)
-    log.info("workspace %s: %s; signbot stops posting there", team_id, kind)
+    if await record_gone(db, team_id, int(body.get("event_time") or 0), kind):
+        log.info("workspace %s: %s; signbot stops posting there", team_id, kind)
+    else:
+        log.info("workspace %s: %s from before its latest install; ignored", team_id, kind)

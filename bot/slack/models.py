@@ -1,4 +1,5 @@
-"""The bot's own tables: its requests, the webhook deliveries it has seen, its settings.
+"""The bot's own tables: its requests, the webhook deliveries it has seen, its settings, and
+the workspaces that installed it by OAuth.
 
 The bot is a client of the signing service: nothing here points at the service's tables.
 A request row is what the bot knows about one `/sign`: where it was asked, where its status
@@ -72,3 +73,36 @@ class BotSetting(SQLModel, table=True):
 
     key: str = Field(primary_key=True, max_length=64)
     value: str = Field(max_length=4096)
+
+
+class SlackInstallation(SQLModel, table=True):
+    """A workspace that installed signbot by OAuth (many-workspace mode), one row per workspace:
+    a reinstall replaces the row's token and clears ``revoked_at``."""
+
+    __tablename__ = "slack_installations"
+
+    team_id: str = Field(primary_key=True, max_length=32)
+    enterprise_id: str | None = Field(default=None, max_length=32)
+    """The Enterprise Grid organization of the workspace, when it belongs to one."""
+    team_name: str | None = Field(default=None, max_length=255)
+    app_id: str | None = Field(default=None, max_length=32)
+    bot_token_sealed: str = Field(max_length=1024)
+    """The ``xoxb-…`` token, sealed with the deployment's secret (never stored in clear)."""
+    bot_user_id: str = Field(max_length=32)
+    bot_id: str | None = Field(default=None, max_length=32)
+    scopes: str = Field(default="", max_length=2000)
+    """The bot scopes Slack granted, comma-separated as ``oauth.v2.access`` gives them."""
+    installer_user_id: str | None = Field(default=None, max_length=32)
+    installed_at: datetime = Field(default_factory=utcnow)
+    """The last (re)install."""
+    revoked_at: datetime | None = None
+    """Set by ``app_uninstalled`` / ``tokens_revoked`` (bot): no token is handed out while set."""
+
+
+class SlackOAuthState(SQLModel, table=True):
+    """An OAuth ``state`` issued by ``/slack/install``, consumed once by the redirect."""
+
+    __tablename__ = "slack_oauth_states"
+
+    state: str = Field(primary_key=True, max_length=64)
+    expires_at: datetime = Field(index=True)

@@ -12,11 +12,20 @@ required), and ``response_url``\\ s (:meth:`SlackFake.response_url`).
 Views given to ``views.open|update|push|publish`` are validated with slack_sdk's models, and
 messages must have ``text`` or ``blocks``: Slack refuses those with ``invalid_arguments`` /
 ``no_text`` too, and a test should fail the same way production would.
+
+Many workspaces: the fake is also a Slack app with OAuth credentials (``client_id``,
+``client_secret``). A test registers an install with :meth:`SlackFake.add_install_code` (the
+``code`` Slack would put in the redirect after the user clicked "Allow"); ``oauth.v2.access``
+exchanges it once for a new bot token of that workspace, which every method then accepts,
+``auth.test`` answering with that workspace's identity. :meth:`SlackFake.revoke_team` does
+what an uninstall does to the tokens (``token_revoked`` afterwards).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import email.parser
 import email.policy
 import itertools
@@ -88,6 +97,12 @@ class SlackFake:
         self._calls: list[Call] = []
         self._cond = threading.Condition()
         self._seq = itertools.count(1)
+        self.client_id = "1111111111.2222222222"
+        self.client_secret = "fake-client-secret"
+        self.identities: dict[str, dict[str, Any]] = {}
+        """Bot tokens issued by ``oauth.v2.access`` → the workspace and bot they belong to."""
+        self.revoked: set[str] = set()
+        self._codes: dict[str, dict[str, Any]] = {}
         self.add_user(bot_user_id, "signbot", is_bot=True)
 
     # --- configuration ----------------------------------------------------------------------
@@ -138,6 +153,56 @@ class SlackFake:
             self.files[file_id] = info
             self.file_bytes[file_id] = content
         return dict(info)
+
+    def add_install_code(
+        self,
+        team_id: str,
+        team_name: str = "",
+        *,
+        installer: str = "U0REQ",
+        bot_user_id: str = "U0BOT",
+        bot_id: str = "B0BOT",
+        scopes: str = "commands,chat:write,chat:write.public,im:write,users:read",
+        redirect_uri: str | None = None,
+        enterprise: dict[str, str] | None = None,
+        is_enterprise_install: bool = False,
+    ) -> str:
+        """An install of this app into ``team_id`` that ``installer`` just allowed: the
+        ``code`` Slack sends to the redirect URL, good for one ``oauth.v2.access``. When
+        ``redirect_uri`` is given, the exchange must name the same one (as Slack requires)."""
+        code = f"{self._id('C')}.{team_id}"
+        with self._cond:
+            self._codes[code] = {
+                "team": {"id": team_id, "name": team_name or f"Workspace {team_id}"},
+                "installer": installer,
+                "bot_user_id": bot_user_id,
+                "bot_id": bot_id,
+                "scopes": scopes,
+                "redirect_uri": redirect_uri,
+                "enterprise": enterprise,
+                "is_enterprise_install": is_enterprise_install,
+            }
+        return code
+
+    def bot_token(self, team_id: str) -> str:
+        """The latest bot token issued to ``team_id`` (not revoked)."""
+        with self._cond:
+            issued = [
+                t
+                for t, who in self.identities.items()
+                if who["team_id"] == team_id and t not in self.revoked
+            ]
+        if not issued:
+            raise AssertionError(f"no bot token was issued to {team_id}")
+        return issued[-1]
+
+    def revoke_team(self, team_id: str) -> None:
+        """What uninstalling the app does: every token of ``team_id`` stops working."""
+        with self._cond:
+            for token, who in self.identities.items():
+                if who["team_id"] == team_id:
+                    self.revoked.add(token)
+                    self.tokens.discard(token)
 
     def fail_next(self, method: str, error: str = "internal_error") -> None:
         """The next call of ``method`` answers ``{"ok": false, "error": error}``."""
@@ -242,10 +307,69 @@ class SlackFake:
         if handler is None:
             return {"ok": False, "error": "unknown_method", "req_method": method}
         with self._cond:
+            if method == "auth.test":
+                return self._m_auth_test(p, token)
             return handler(p)
 
+    def oauth_access(self, p: dict[str, Any], authorization: str) -> dict[str, Any]:
+        """``oauth.v2.access``: the app's credentials (HTTP Basic, or ``client_id`` /
+        ``client_secret`` in the body) and a registered code → a v2 install payload."""
+        client_id, client_secret = p.get("client_id"), p.get("client_secret")
+        if authorization.lower().startswith("basic "):
+            try:
+                pair = base64.b64decode(authorization[6:].strip()).decode()
+            except (binascii.Error, UnicodeDecodeError):
+                return {"ok": False, "error": "invalid_client_id"}
+            client_id, _, client_secret = pair.partition(":")
+        if client_id != self.client_id:
+            return {"ok": False, "error": "invalid_client_id"}
+        if client_secret != self.client_secret:
+            return {"ok": False, "error": "bad_client_secret"}
+        with self._cond:
+            grant = self._codes.pop(str(p.get("code")), None)
+            if grant is None:
+                return {"ok": False, "error": "invalid_code"}
+            if grant["redirect_uri"] and p.get("redirect_uri") != grant["redirect_uri"]:
+                return {"ok": False, "error": "bad_redirect_uri"}
+            team = grant["team"]
+            token = f"xoxb-{team['id']}-{next(self._seq)}-{self._id('K').lower()}"
+            self.tokens.add(token)
+            self.identities[token] = {
+                "team_id": team["id"],
+                "team": team["name"],
+                "user_id": grant["bot_user_id"],
+                "bot_id": grant["bot_id"],
+                "scopes": grant["scopes"],
+                "enterprise_id": (grant["enterprise"] or {}).get("id"),
+            }
+        return {
+            "ok": True,
+            "app_id": self.app_id,
+            "authed_user": {"id": grant["installer"]},
+            "scope": grant["scopes"],
+            "token_type": "bot",
+            "access_token": token,
+            "bot_user_id": grant["bot_user_id"],
+            "team": team,
+            "enterprise": grant["enterprise"],
+            "is_enterprise_install": grant["is_enterprise_install"],
+        }
+
     # --- methods ----------------------------------------------------------------------------
-    def _m_auth_test(self, p: dict[str, Any]) -> dict[str, Any]:
+    def _m_auth_test(self, p: dict[str, Any], token: str | None = None) -> dict[str, Any]:
+        who = self.identities.get(token or "")
+        if who is not None:
+            return {
+                "ok": True,
+                "url": f"https://{who['team_id'].lower()}.slack.com/",
+                "team": who["team"],
+                "user": "signbot",
+                "team_id": who["team_id"],
+                "user_id": who["user_id"],
+                "bot_id": who["bot_id"],
+                "enterprise_id": who["enterprise_id"],
+                "is_enterprise_install": False,
+            }
         return {
             "ok": True,
             "url": "https://test.slack.com/",
@@ -547,8 +671,12 @@ class _Handler(BaseHTTPRequestHandler):
         if failure is not None:
             error, status, headers = failure
             return self._json({"ok": False, "error": error}, status, headers)
+        if method == "oauth.v2.access":
+            return self._json(fake.oauth_access(call.params, self.headers.get("Authorization", "")))
         if not token:
             return self._json({"ok": False, "error": "not_authed"})
+        if token in fake.revoked:
+            return self._json({"ok": False, "error": "token_revoked"})
         if token not in fake.tokens:
             return self._json({"ok": False, "error": "invalid_auth"})
         self._json(fake.handle(method, call.params, token))
