@@ -35,6 +35,8 @@ from bot.signing.mailer import Mailer
 from bot.signing.pages import router as signing_router
 from bot.signing.seal import Sealer
 from bot.signing.verify import load_roots
+from bot.slack.reminders import SlackReminders
+from bot.slack.reminders import schedule as schedule_reminders
 from bot.templates.registry import Registry
 from bot.templates.routes import router as templates_router
 from bot.web.auth import Authenticator, RateLimitHeaders
@@ -101,6 +103,9 @@ def create_app(
         if settings.role in ("all", "worker"):
             worker = Worker(settings, db, secret_box, _task_kinds(app, settings))
             worker.start()
+            if slack is not None:
+                job = SlackReminders(db, slack.provider, slack.client_for, unseal=slack.unseal)
+                schedule_reminders(worker.scheduler, job, max(settings.jobs_interval_seconds, 5))
             app.state.worker = worker
         flusher = asyncio.create_task(_flush_periodically(authenticator))
         try:

@@ -16,6 +16,9 @@ from typing import Any
 from bot.slack import requests, store, views
 from bot.slack.core import Core
 from bot.slack.models import SignRequest
+from bot.slack.reminders import next_due, record_expiry
+from bot.slack.requests import ACTIVE
+from bot.timeutil import utcnow
 
 log = logging.getLogger("signbot.slack")
 
@@ -23,7 +26,16 @@ log = logging.getLogger("signbot.slack")
 async def follow(core: Core, row: SignRequest, name: str, data: dict[str, Any]) -> None:
     """The request's envelope changed (webhook ``name`` with its ``data``)."""
     envelope = await core.provider.get_envelope(row.envelope_id or "")
+    if name == "envelope.expired" or envelope.status == "EXPIRED":
+        # whichever of this notice and the reminder job hears of it first announces it
+        await record_expiry(core.db, core.client, row.id, envelope)
+        return
     row, _ = await core.change(row.id, lambda r: requests.absorb(r, envelope))
+    if row.next_reminder_at is None and row.reminders_sent == 0 and row.status in ACTIVE:
+        # sent now (at creation, on approval): the reminder job takes it from here
+        due = next_due(row, utcnow())
+        if due is not None:
+            row, _ = await core.change(row.id, lambda r: store.touch(r, next_reminder_at=due))
     await core.refresh_status(row)
     who = views.escape(" ".join(str(data.get("name") or data.get("email") or "Someone").split()))
     if name == "recipient.signed":
@@ -35,12 +47,6 @@ async def follow(core: Core, row: SignRequest, name: str, data: dict[str, Any]) 
         text = f"❌ Declined:\n{views.quote(reason, 1000)}" if reason.strip() else "❌ Declined."
         await core.thread(row, text)
         await core.dm(row.requester_id, text=f"Request #{row.number} was declined. {text}")
-    elif name == "envelope.expired":
-        await core.thread(row, "⌛ The request expired before everyone signed.")
-        await core.dm(
-            row.requester_id,
-            text=f"Request #{row.number} ({views.safe(row.subject, 300)}) expired.",
-        )
     elif name == "envelope.completed":
         pdf = await core.provider.signed_document(row.envelope_id or "")
         await core.call(

@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -147,6 +148,10 @@ def _merge(row: SignRequest, envelope: Envelope) -> None:
     row.updated_at = utcnow()
 
 
+_current: ContextVar[AsyncWebClient | None] = ContextVar("slack_reminders_client", default=None)
+"""The Slack client of the request a task of :meth:`SlackReminders.tick` is following."""
+
+
 class SlackReminders:
     """The reminder and expiry job of the bot: :meth:`tick` does one pass."""
 
@@ -154,7 +159,7 @@ class SlackReminders:
         self,
         db: Database,
         provider: ProviderClient,
-        client: AsyncWebClient,
+        client: AsyncWebClient | Callable[[str], Awaitable[AsyncWebClient | None]],
         clock: Callable[[], datetime] = utcnow,
         *,
         unseal: Callable[[str], str] | None = None,
@@ -163,7 +168,9 @@ class SlackReminders:
         ``SecretBox.open``); without it, or when it fails, the DM points to the email."""
         self.db = db
         self.provider = provider
-        self.client = client
+        # one client (a token) or, with OAuth installs, a lookup of each workspace's client
+        self._fixed = client if isinstance(client, AsyncWebClient) else None
+        self._lookup = None if isinstance(client, AsyncWebClient) else client
         self.clock = clock
         self.unseal = unseal
 
@@ -177,6 +184,8 @@ class SlackReminders:
         async def one(found: Claim) -> None:
             async with gate:
                 try:
+                    client = await self._client_of(found.request.team_id)
+                    _current.set(client)  # this task's own context: concurrent rows differ
                     await self._follow(found, now)
                 except Exception:  # one request's trouble must not stop the others
                     log.exception("request %s: follow-up failed", found.request.id)
@@ -189,7 +198,7 @@ class SlackReminders:
         envelope = await self._envelope(row)
         # an uninstalled workspace hears nothing (install.py): the row still keeps up, and
         # what fell due meanwhile is skipped, not replayed on return
-        quiet = await install.silenced(self.db, row.team_id)
+        quiet = await install.silenced(self.db, row.team_id) or _current.get() is None
         if envelope is not None and envelope.status == "EXPIRED":
             await record_expiry(self.db, self.client, row.id, envelope, announce=not quiet)
             return
@@ -316,6 +325,18 @@ class SlackReminders:
             log.warning("request %s: the provider's reminder failed: %s", row.id, exc)
             return []
         return answer.reminded
+
+    async def _client_of(self, team_id: str) -> AsyncWebClient | None:
+        if self._lookup is not None:
+            return await self._lookup(team_id)
+        return self._fixed
+
+    @property
+    def client(self) -> AsyncWebClient:
+        """The Slack client of the request being followed (set per task in :meth:`tick`)."""
+        found = _current.get() or self._fixed
+        assert found is not None, "no Slack client for this workspace"
+        return found
 
     async def follow_expiry(self, request_id: str, envelope: Envelope) -> bool:
         """:func:`record_expiry` with this job's database and Slack client."""

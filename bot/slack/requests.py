@@ -143,8 +143,11 @@ def envelope_payload(
         payload["templateId"] = submission.template_id
     else:
         payload["documentIds"] = [document_id]
-    if extensions and submission.remind_days:
-        payload["reminders"] = {"intervalDays": submission.remind_days, "maxCount": 3}
+    if extensions:  # "no reminders" must say so, or the provider applies its default
+        payload["reminders"] = {
+            "intervalDays": submission.remind_days,
+            "maxCount": 3 if submission.remind_days else 0,
+        }
     return payload
 
 

@@ -110,6 +110,10 @@ def test_sign_from_slack_to_sealed_pdf_in_the_thread(deployment: Deployment) -> 
     assert "NDA with Globex" in str(posted.get("blocks"))
     request = _request(deployment, "NDA with Globex")
     assert request.envelope_id and request.status == "SENT" and request.message_ts
+    deadline = time.monotonic() + 20  # envelope.sent reaches the bot: reminders are scheduled
+    while _request(deployment, "NDA with Globex").next_reminder_at is None:
+        assert time.monotonic() < deadline, "no reminder was scheduled for the sent request"
+        time.sleep(0.1)
 
     data_dir = deployment.data_dir
     signers = {"ada@acme.example": "Ada Lovelace", "bruno@globex.example": "Bruno Keller"}
