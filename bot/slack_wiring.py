@@ -95,6 +95,7 @@ def build(settings: Settings, db: Database, box: SecretBox) -> SlackBot | None:
         hook_url=f"{public}/hooks/esign",
         seal=box.seal,
         unseal=box.open,
+        templates_dir=settings.templates_dir,
     )
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from fastapi import Request
@@ -76,6 +77,7 @@ class SlackBot:
         unseal: Callable[[str], str],
         bot_token: str | None = None,
         oauth: OAuthConfig | None = None,
+        templates_dir: Path | None = None,
     ) -> None:
         """One workspace with ``bot_token``, or many installed through ``oauth``."""
         if (bot_token is None) == (oauth is None):
@@ -115,7 +117,7 @@ class SlackBot:
             seal=seal,
             unseal=unseal,
         )
-        self.modal = Modal(self.core)
+        self.modal = Modal(self.core, templates_dir)
         self.commands = Commands(self.core, self.modal)
         self._register()
 

@@ -9,15 +9,17 @@ either the approver gets the DM with Approve / Reject, or member signers get the
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
 
 from bot.provider.errors import ProviderError
 from bot.provider.models import Template
-from bot.slack import approvals, ids, notices, requests, views
+from bot.slack import approvals, ids, notices, requests, template_settings, views
 from bot.slack.core import Core, team_of
 from bot.slack.parsing import parse_submission
 
@@ -27,8 +29,9 @@ TEMPLATE_CACHE_SECONDS = 60.0
 
 
 class Modal:
-    def __init__(self, core: Core) -> None:
+    def __init__(self, core: Core, templates_dir: Path | None = None) -> None:
         self.core = core
+        self.templates_dir = templates_dir
         self._templates: tuple[float, list[Template]] = (0.0, [])
 
     def register(self, app: AsyncApp) -> None:
@@ -51,7 +54,7 @@ class Modal:
     async def open(self, command: dict[str, Any], wanted: str | None) -> None:
         templates = await self.templates()
         chosen = match(templates, wanted)
-        form = _form(templates, chosen, command)
+        form = await self._form(templates, chosen, command)
         await self.core.client.views_open(
             trigger_id=command["trigger_id"], view=views.sign_modal(form)
         )
@@ -64,7 +67,7 @@ class Modal:
         value = selected.get("value")
         templates = await self.templates()
         chosen = next((t for t in templates if t.id == value), None)
-        form = _form(
+        form = await self._form(
             templates,
             chosen,
             {"channel_id": metadata.channel_id, "team_id": metadata.team_id},
@@ -72,6 +75,28 @@ class Modal:
         )
         await self.core.client.views_update(
             view_id=view["id"], hash=view.get("hash"), view=views.sign_modal(form)
+        )
+
+    async def _form(
+        self,
+        templates: list[Template],
+        chosen: Template | None,
+        command: dict[str, Any],
+        response_url: str | None = None,
+    ) -> views.ModalForm:
+        """The form, with the template's ``bot:`` defaults (members, approver, channel) looked
+        up in this workspace; what cannot be found stays for the requester to choose."""
+        form = _form(templates, chosen, command, response_url)
+        if chosen is None:
+            return form
+        found = await template_settings.resolve(
+            self.core.client, template_settings.read(self.templates_dir, chosen.id)
+        )
+        return dataclasses.replace(
+            form,
+            members=found.members,
+            approver_id=found.approver or form.approver_id,
+            channel_id=found.channel or form.channel_id,
         )
 
     async def _submitted(self, ack: Any, body: dict[str, Any], view: dict[str, Any]) -> None:

@@ -258,6 +258,9 @@ class ModalForm:
     approver_id: str | None = None
     remind_days: int = 3
     expiry_days: int = 30
+    members: tuple[str | None, ...] = ()
+    """Members proposed by default (a template's ``bot:`` block): one per role slot, in
+    order, or the initial members of the free list; entries that are not Slack ids are ignored."""
     notice: str | None = None
     """A line shown on top, e.g. "No template matches “foo”"."""
 
@@ -329,7 +332,7 @@ def sign_modal(form: ModalForm) -> dict[str, Any]:
     message = chosen.message if chosen else form.message
     element = _text_input(message, LIMITS["input_value"], multiline=True)
     blocks.append(_input(block_id(MESSAGE, *variant), "Message", element, optional=True))
-    blocks.extend(_recipient_blocks(chosen))
+    blocks.extend(_recipient_blocks(chosen, form.members))
     sequential = bool(chosen and (chosen.signing_order or "").upper() == "SEQUENTIAL")
     orders = [_option("Everyone at once", PARALLEL), _option("One after another", SEQUENTIAL)]
     radio = {"type": "radio_buttons", "options": orders, "initial_option": orders[sequential]}
@@ -375,10 +378,16 @@ def sign_modal(form: ModalForm) -> dict[str, Any]:
     }
 
 
-def _recipient_blocks(chosen: TemplateChoice | None) -> list[dict[str, Any]]:
+def _recipient_blocks(
+    chosen: TemplateChoice | None, defaults: tuple[str | None, ...] = ()
+) -> list[dict[str, Any]]:
     """Free members/outside inputs, or one member-or-email pair per template role."""
+    proposed = [d if is_slack_id(d) else None for d in defaults]
     if chosen is None or not chosen.roles:
-        members = {"type": "multi_users_select"}
+        members: dict[str, Any] = {"type": "multi_users_select"}
+        initial = [d for d in proposed if d]
+        if initial:
+            members["initial_users"] = initial
         outside = _text_input(
             None, LIMITS["input_value"], multiline=True, placeholder="Jane Doe <jane@example.com>"
         )
@@ -399,6 +408,8 @@ def _recipient_blocks(chosen: TemplateChoice | None) -> list[dict[str, Any]]:
         kind = kinds.get(role.role.upper())
         label = f"{role.name} ({kind})" if kind else role.name
         user = {"type": "users_select", "placeholder": plain("Choose a member", 150)}
+        if index < len(proposed) and proposed[index]:
+            user["initial_user"] = proposed[index]
         email = _text_input(None, 320, placeholder="or Jane Doe <jane@example.com>")
         blocks.append(_input(block_id(ROLE_USER, chosen.id, index), label, user, optional=True))
         blocks.append(
