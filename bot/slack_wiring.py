@@ -83,6 +83,10 @@ def build(settings: Settings, db: Database, box: SecretBox) -> SlackBot | None:
             "Slack: SLACK_BOT_TOKEN is set, so signbot serves that one workspace and ignores "
             "SLACK_CLIENT_ID/SLACK_CLIENT_SECRET (unset the token for OAuth installs)"
         )
+    if settings.provider_url and not settings.provider_key:
+        # a key of this deployment means nothing to another provider (and must not leave)
+        log.error("SIGNBOT_PROVIDER_URL is set without SIGNBOT_PROVIDER_KEY: Slack bot off")
+        return None
     key = settings.provider_key or _provider_key(db, box)
     provider = ProviderClient(settings.provider_url or public, key)
     return SlackBot(

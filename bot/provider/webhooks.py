@@ -47,7 +47,8 @@ def verify(
         raise WebhookSignatureError("The webhook carries no signature")
     if certyneo is not None:
         expected = hmac.new(secret.encode(), raw_body, hashlib.sha256).hexdigest()
-        if not hmac.compare_digest(expected, certyneo.strip().lower()):
+        given = certyneo.strip().lower().encode("utf-8", "replace")
+        if not hmac.compare_digest(expected.encode(), given):  # bytes: any header is safe
             raise WebhookSignatureError("The webhook's X-Certyneo-Signature does not match")
     if any(standard):
         msg_id, stamp, signatures = standard
@@ -84,7 +85,7 @@ def _check_standard(
     try:
         key = base64.b64decode(secret.removeprefix(SECRET_PREFIX), validate=True)
     except (binascii.Error, ValueError):
-        raise ValueError("The webhook secret is not a whsec_ base64 secret") from None
+        raise WebhookSignatureError("The webhook secret is not a whsec_ base64 secret") from None
     signed = f"{msg_id}.{stamp.strip()}.".encode() + body
     expected = hmac.new(key, signed, hashlib.sha256).digest()
     for candidate in signatures.split():

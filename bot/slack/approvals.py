@@ -162,6 +162,7 @@ async def approve(core: Core, ack: Any, body: dict[str, Any], respond: Any) -> N
     def sent(r: SignRequest) -> None:
         requests.absorb(r, envelope, core.seal)
         store.touch(r, decided_at=utcnow())
+        requests.schedule_reminders(r)
 
     row, _ = await core.change(row.id, sent)
     await core.refresh_status(row)

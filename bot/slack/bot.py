@@ -184,17 +184,21 @@ class SlackBot:
             event = verify(raw, request.headers, self.unseal(setting.value))
         except WebhookSignatureError as exc:
             return JSONResponse({"error": str(exc)}, status_code=401)
-        event_id = str(event.get("id") or "")
-        data = event.get("data") or {}
+        event_id = str(event.get("id") or "")[:64]
+        data = event.get("data") if isinstance(event.get("data"), dict) else {}
         envelope_id = event.get("envelope_id") or data.get("envelopeId")
-        if not event_id or not envelope_id:
+        if not event_id or not isinstance(envelope_id, str) or not envelope_id:
             return JSONResponse({"error": "not an envelope event"}, status_code=400)
-        seen = await self.db.run(lambda s: s.get(store.SeenDelivery, event_id))
-        if seen is not None:
-            return {"duplicate": True}
         row = await self.db.run(lambda s: store.by_envelope(s, envelope_id))
-        if row is not None:
-            name = str(event.get("event") or event.get("type"))
+        if row is None:
+            # not one of the bot's requests (an envelope made through the API with the same
+            # account): acknowledged, nothing to do
+            return {"ok": True, "ignored": True}
+        # claimed before the work: a redelivery while this one is still running is a duplicate
+        if not await store.claim(self.db, event_id):
+            return {"duplicate": True}
+        name = str(event.get("event") or event.get("type"))
+        try:
             silenced = await install.silenced(self.db, row.team_id)
             client = None if silenced else await self.client_for(row.team_id)
             if client is None:
@@ -202,7 +206,13 @@ class SlackBot:
             else:
                 with self.core.bound(client):
                     await notices.follow(self.core, row, name, data)
-        await self.db.run(lambda s: store.first_time(s, event_id))
+        except Exception:
+            # given back: the provider's retry does it again
+            await self.db.run(lambda s: store.release_delivery(s, event_id))
+            log.exception(
+                "webhook %s for request %s failed; the provider will retry", event_id, row.id
+            )
+            return JSONResponse({"error": "could not handle the event yet"}, status_code=503)
         return {"ok": True}
 
     async def _absorb_quietly(self, row: SignRequest) -> None:

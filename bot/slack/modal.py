@@ -77,6 +77,14 @@ class Modal:
             view_id=view["id"], hash=view.get("hash"), view=views.sign_modal(form)
         )
 
+    async def _approval_missing(self, submission: Any) -> bool:
+        if not submission.template_id:
+            return False
+        templates = await self.templates()  # cached: the ack stays quick
+        template = next((t for t in templates if t.id == submission.template_id), None)
+        required = bool(template and template.approval and template.approval.required)
+        return required and not (submission.approval and submission.approver_id)
+
     async def _form(
         self,
         templates: list[Template],
@@ -107,6 +115,11 @@ class Modal:
         )
         if errors or submission is None:
             await ack(response_action="errors", errors=errors)
+            return
+        if await self._approval_missing(submission):
+            # the service does not enforce a template's approval: the bot must
+            message = "This template requires approval before sending: choose an approver"
+            await ack(response_action="errors", errors={ids.APPROVER: message})
             return
         await ack()
         try:

@@ -86,7 +86,9 @@ async def invite_signers(core: Core, row: SignRequest, message: str | None = Non
         return 0
 
     def claim(r: SignRequest) -> list[dict[str, Any]]:
-        chosen = [dict(p) for p in r.recipients if _due(p)]
+        # only with a link in hand: a notice that beats the creation's own record (which
+        # keeps the links) must not use up the DM
+        chosen = [dict(p) for p in r.recipients if _due(p) and p.get("sign_url_sealed")]
         if chosen:
             ids = {p["email"] for p in chosen}
             r.recipients = [

@@ -9,15 +9,18 @@ and the requester is told what went wrong in words.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlparse
 
 import httpx
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
+from sqlalchemy.exc import IntegrityError
 
 from bot.db import Database
 from bot.provider import ProviderClient
@@ -112,12 +115,26 @@ async def download(client: AsyncWebClient, file_id: str) -> tuple[bytes, str]:
     info = (await client.files_info(file=file_id))["file"]
     if (info.get("size") or 0) > MAX_PDF_BYTES:
         raise BotError("The file is larger than 50 MB")
-    url = info.get("url_private_download") or info.get("url_private")
+    if info.get("is_external"):
+        raise BotError("Upload the PDF to Slack itself (a linked external file cannot be read)")
+    url = str(info.get("url_private_download") or info.get("url_private") or "")
+    if not _slack_file_url(url, client.base_url):
+        # the bot token goes with the request: only ever to Slack's own file host
+        raise BotError("Slack gave signbot an unexpected address for the file")
     async with httpx.AsyncClient(timeout=30) as http:
         response = await http.get(url, headers={"Authorization": f"Bearer {client.token}"})
     if response.status_code != 200 or not response.content.startswith(b"%PDF"):
         raise BotError("Slack did not give signbot the uploaded file as a PDF")
     return response.content, info.get("name") or "document.pdf"
+
+
+def _slack_file_url(url: str, api_base: str) -> bool:
+    """``https://files.slack.com/…``, or the configured Web API's own host (a test fake or a
+    staging proxy reached through ``SLACK_API_URL``)."""
+    parsed, api = urlparse(url), urlparse(api_base)
+    if parsed.scheme == "https" and parsed.hostname == "files.slack.com":
+        return True
+    return bool(parsed.hostname) and (parsed.scheme, parsed.netloc) == (api.scheme, api.netloc)
 
 
 def envelope_payload(
@@ -179,8 +196,24 @@ def absorb(request: SignRequest, envelope: Envelope, seal: Seal | None = None) -
             entry["sign_url_sealed"] = before["sign_url_sealed"]
         recipients.append(entry)
     store.touch(request, recipients=recipients, envelope_id=envelope.id)
+    if request.status in FINAL:
+        return  # a late, older snapshot (webhooks are delivered in parallel) never reopens it
+    if _rank(envelope.status) < _rank(request.status):
+        return
     if request.status not in ("AWAITING_APPROVAL", "REJECTED") or envelope.status != "DRAFT":
         store.touch(request, status=envelope.status)
+
+
+FINAL = frozenset({"COMPLETED", "DECLINED", "VOIDED", "EXPIRED", "REJECTED", "FAILED"})
+_ORDER = ("DRAFT", "SENT", "DELIVERED", "PARTIALLY_SIGNED")
+
+
+def _rank(status: str) -> int:
+    """Progress of a status: the bot's own before-sending ones lowest, then the provider's
+    in-progress ones in order, then anything else (finished, returned) highest."""
+    if status in ("CREATING", "AWAITING_APPROVAL"):
+        return -1
+    return _ORDER.index(status) if status in _ORDER else len(_ORDER)
 
 
 def view_of(request: SignRequest, *, can_remind: bool, can_cancel: bool) -> views.RequestView:
@@ -234,24 +267,22 @@ async def create(
     channel = submission.channel_id or submission.metadata.channel_id or requester_id
     caps = await provider.capabilities()
     approval = submission.approval and bool(submission.approver_id)
-    request = await db.run(
-        lambda s: store.new_request(
-            s,
-            team_id=team_id,
-            channel_id=channel,
-            requester_id=requester_id,
-            subject=submission.subject,
-            template_id=submission.template_id,
-            approver_id=submission.approver_id if approval else None,
-            recipients=[
-                {"name": p.name, "email": p.email, "slack_user_id": p.user_id, "status": "PENDING"}
-                for p in recipients
-            ],
-            reminder_interval_days=submission.remind_days,
-            reminder_max_count=3 if submission.remind_days else 0,
-            expires_at=utcnow() + timedelta(days=submission.expiry_days),
-        )
-    )
+    values = {
+        "team_id": team_id,
+        "channel_id": channel,
+        "requester_id": requester_id,
+        "subject": submission.subject,
+        "template_id": submission.template_id,
+        "approver_id": submission.approver_id if approval else None,
+        "recipients": [
+            {"name": p.name, "email": p.email, "slack_user_id": p.user_id, "status": "PENDING"}
+            for p in recipients
+        ],
+        "reminder_interval_days": submission.remind_days,
+        "reminder_max_count": 3 if submission.remind_days else 0,
+        "expires_at": utcnow() + timedelta(days=submission.expiry_days),
+    }
+    request = await _new_request(db, values)
     envelope: Envelope | None = None
     try:
         document_id = None
@@ -263,17 +294,24 @@ async def create(
             document_id = document.id
         payload = envelope_payload(submission, recipients, document_id, caps.remind)
         envelope = await provider.create_envelope(payload, idempotency_key=f"{request.id}-create")
+        draft_id = envelope.id
+        # known before it is sent: the provider's first webhooks find the request
+        await db.run(lambda s: _set(s, request.id, envelope_id=draft_id))
         if not approval:
-            envelope = await provider.send_envelope(envelope.id)
-    except (ProviderError, BotError) as exc:
+            envelope = await _send(provider, draft_id, f"{request.id}-send")
+    except Exception as exc:
         if envelope is not None and envelope.status == "DRAFT":
             try:
                 await provider.delete_envelope(envelope.id)
             except ProviderError:
                 log.warning("could not delete the draft %s of a failed request", envelope.id)
-        error = str(exc)
+        if not isinstance(exc, ProviderError | BotError):
+            log.exception("request %s failed unexpectedly", request.id)
+        error = str(exc) if isinstance(exc, ProviderError | BotError) else "an unexpected error"
         await db.run(lambda s: _failed(s, request.id, error))
-        raise
+        if isinstance(exc, ProviderError | BotError):
+            raise
+        raise BotError("an unexpected error stopped it; it has been logged") from exc
     created = envelope
 
     def record(session: Any) -> SignRequest:
@@ -281,10 +319,53 @@ async def create(
         absorb(row, created, seal)
         if approval:
             store.touch(row, status="AWAITING_APPROVAL")
+        else:
+            schedule_reminders(row)
         session.add(row)
         return row
 
     return await db.run(record)
+
+
+async def _send(provider: ProviderClient, envelope_id: str, key: str) -> Envelope:
+    """Send, and when the answer is lost (timeout, 5xx after the provider acted) ask the
+    provider what happened rather than guess: a sent envelope is a success."""
+    try:
+        return await provider.send_envelope(envelope_id, idempotency_key=key)
+    except ProviderError:
+        try:
+            current = await provider.get_envelope(envelope_id)
+        except ProviderError:
+            raise
+        if current.status in ("DRAFT", "SCHEDULED"):
+            raise
+        return current
+
+
+async def _new_request(db: Database, values: dict[str, Any]) -> SignRequest:
+    """A new row with the next ``#n``; two requests racing for a number retry."""
+    for attempt in range(5):
+        try:
+            return await db.run(lambda s: store.new_request(s, **values))
+        except IntegrityError:
+            if attempt == 4:
+                raise
+            await asyncio.sleep(0.05 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+def schedule_reminders(row: SignRequest) -> None:
+    """The reminder job's first look at a request that has just been sent."""
+    from bot.slack.reminders import next_due  # the job imports this module
+
+    if row.next_reminder_at is None and row.reminders_sent == 0:
+        row.next_reminder_at = next_due(row, utcnow())
+
+
+def _set(session: Any, request_id: str, **values: Any) -> None:
+    row = session.get(SignRequest, request_id)
+    store.touch(row, **values)
+    session.add(row)
 
 
 def _failed(session: Any, request_id: str, error: str) -> None:

@@ -79,6 +79,31 @@ def first_time(session: Session, event_id: str) -> bool:
     return True
 
 
+def claim_delivery(session: Session, event_id: str) -> bool:
+    """Take a webhook delivery for handling; False when another attempt has it (or had it).
+    The insert is the claim: of two concurrent attempts, the primary key lets one through
+    (the loser's commit raises IntegrityError: see :func:`claim`)."""
+    if session.get(SeenDelivery, event_id) is not None:
+        return False
+    session.add(SeenDelivery(event_id=event_id))
+    session.flush()
+    return True
+
+
+async def claim(db: Database, event_id: str) -> bool:
+    try:
+        return await db.run(lambda s: claim_delivery(s, event_id))
+    except IntegrityError:
+        return False
+
+
+def release_delivery(session: Session, event_id: str) -> None:
+    """Give a delivery back after its handling failed, so the provider's retry is handled."""
+    row = session.get(SeenDelivery, event_id)
+    if row is not None:
+        session.delete(row)
+
+
 def setting(db: Database, key: str, make: Callable[[], str]) -> str:
     """A value every replica shares, created once (a race is won by one replica)."""
 

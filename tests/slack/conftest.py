@@ -284,6 +284,9 @@ def start(data_dir: Path, *, extensions: bool = True) -> Iterator[Deployment]:
             )
             db = Database(settings.effective_database_url)
             migrations.upgrade(db)
+            if provider_url is not None:
+                # another provider URL needs its own key (the bot never sends a local one away)
+                settings = settings.model_copy(update={"provider_key": _live_key(db)})
             with uvicorn_thread(create_app(settings, db), port) as base:
                 deadline = time.monotonic() + 20
                 while db.run_sync(lambda s: s.get(BotSetting, "webhook_secret")) is None:
@@ -291,6 +294,17 @@ def start(data_dir: Path, *, extensions: bool = True) -> Iterator[Deployment]:
                     time.sleep(0.05)
                 yield Deployment(base, db, fake, data_dir)
             db.dispose()
+
+
+def _live_key(db: Database) -> str:
+    from bot.accounts import service as accounts
+
+    def work(session: Any) -> str:
+        account = accounts.default_account(session)
+        scopes = ["envelopes:read", "envelopes:write", "webhooks:write"]
+        return accounts.create_key(session, account.id, "live", "proxied bot", scopes).secret
+
+    return db.run_sync(work)
 
 
 @contextmanager

@@ -186,3 +186,30 @@ def _invitation_link(data_dir: Path, email: str) -> str:
                 return found.group(0)
         assert time.monotonic() < deadline, f"no invitation for {email}"
         time.sleep(0.1)
+
+
+def test_a_garbage_signature_is_401_not_500(deployment: Deployment) -> None:
+    response = httpx.post(
+        f"{deployment.base}/hooks/esign",
+        content=b'{"id": "evt_y", "envelope_id": "env_y"}',
+        headers={"X-Certyneo-Signature": "\u00e9\u00e9".encode()},  # raw non-ASCII bytes
+    )
+    assert response.status_code == 401
+
+
+def test_a_template_that_requires_approval_cannot_skip_it(deployment: Deployment) -> None:
+    fake = deployment.fake
+    started = time.monotonic()
+    deployment.post(slash_command("offer", user_id="U0REQ", channel_id="C0DEALS"))
+    view = _as_dict(fake.wait_for("views.open", lambda c: c.at >= started, timeout=10)["view"])
+    assert "Offer" in str(view)
+    roles = [
+        b["block_id"] for b in view["blocks"] if str(b.get("block_id", "")).startswith("role_email")
+    ]
+    answers = {block: f"Person {i} <p{i}@example.com>" for i, block in enumerate(roles)}
+    answers[
+        next(b["block_id"] for b in view["blocks"] if b.get("block_id", "").startswith("approval"))
+    ] = []
+    response = deployment.post(view_submission(view, "U0REQ", answers))
+    body = response.json()
+    assert body["response_action"] == "errors" and "approval" in str(body["errors"]).lower()
