@@ -34,7 +34,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.db import Database
 from bot.provider import ProviderClient
-from bot.provider.errors import ProviderError
+from bot.provider.errors import ProviderError, ProviderNotFound
 from bot.provider.webhooks import WebhookSignatureError, verify
 from bot.slack import actions, approvals, home, install, notices, requests, store
 from bot.slack.commands import Commands
@@ -161,10 +161,17 @@ class SlackBot:
 
     async def _ensure_webhook(self) -> None:
         known = await self.db.run(lambda s: s.get(store.BotSetting, "webhook_secret"))
+        try:
+            listed = await self.provider.list_webhooks()
+        except ProviderNotFound:  # a provider that cannot list subscriptions (Certyneo's own)
+            listed = None
+        existing = [w for w in listed or [] if w.url == self.hook_url]
         if known is not None:
-            return
-        existing = [w for w in await self.provider.list_webhooks() if w.url == self.hook_url]
-        for webhook in existing:  # its secret is unknown: replace it
+            if listed is None or any(w.is_active for w in existing):
+                return
+            # the provider lost it or disabled it (days of failures): register again
+            log.warning("the bot's webhook is gone or disabled at the provider; registering again")
+        for webhook in existing:  # its secret is unknown (or it is disabled): replace it
             await self.provider.delete_webhook(webhook.id)
         created = await self.provider.create_webhook(self.hook_url, EVENTS)
         assert created.secret
