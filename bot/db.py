@@ -12,6 +12,7 @@ raises, which is the request or job boundary DESIGN.md asks for.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -24,7 +25,7 @@ import anyio.to_thread
 from sqlalchemy import event, insert
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.engine import Connection, Engine, make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session, SQLModel, create_engine
 
 T = TypeVar("T")
@@ -152,3 +153,22 @@ def insert_rows(session: Session, model: type[SQLModel], rows: list[SimpleNamesp
         insert(model.__table__),  # type: ignore[attr-defined]
         [{keys[k]: v for k, v in vars(row).items() if k in keys} for row in rows],
     )
+
+
+def shared_value(db: Database, model: type[SQLModel], key: str, make: Callable[[], str]) -> str:
+    """The ``value`` under ``key`` in a key/value table, created once with ``make()``: every
+    replica reads the same one, and when two create it at the same first start the primary key
+    lets one win and the other reads the winner's."""
+
+    def read(session: Session) -> str | None:
+        row: Any = session.get(model, key)
+        return row.value if row else None
+
+    value = db.run_sync(read)
+    if value is not None:
+        return value
+    with contextlib.suppress(IntegrityError):
+        db.run_sync(lambda s: s.add(model(key=key, value=make())))
+    value = db.run_sync(read)
+    assert value is not None
+    return value

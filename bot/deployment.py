@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import secrets
 from collections.abc import Callable
 
-from sqlalchemy.exc import IntegrityError
-from sqlmodel import Field, Session, SQLModel, select
+from sqlmodel import Field, SQLModel
 
-from bot.db import Database
+from bot.db import Database, shared_value
 
 
 class DeploymentSetting(SQLModel, table=True):
@@ -21,20 +19,7 @@ class DeploymentSetting(SQLModel, table=True):
 
 def get_or_create(db: Database, key: str, make: Callable[[], str]) -> str:
     """The value under ``key``, created once with ``make()``; safe when replicas race."""
-
-    def read(session: Session) -> str | None:
-        row = session.exec(select(DeploymentSetting).where(DeploymentSetting.key == key)).first()
-        return row.value if row else None
-
-    value = db.run_sync(read)
-    if value is not None:
-        return value
-    # Another replica may win the race: then we read its value.
-    with contextlib.suppress(IntegrityError):
-        db.run_sync(lambda s: s.add(DeploymentSetting(key=key, value=make())))
-    value = db.run_sync(read)
-    assert value is not None
-    return value
+    return shared_value(db, DeploymentSetting, key, make)
 
 
 def signing_secret(db: Database, configured: str | None) -> bytes:

@@ -32,7 +32,6 @@ from reportlab.platypus import (
     Flowable,
     KeepTogether,
     Paragraph,
-    SimpleDocTemplate,
     Spacer,
     Table,
 )
@@ -42,7 +41,7 @@ from reportlab.platypus.tables import TableStyle
 from bot.signing import chain, drawing
 from bot.signing.drawing import RULE, esc, styles, utc_text
 
-MARGIN = 50.0
+MARGIN = drawing.PAGE_MARGIN
 _ZEBRA = colors.HexColor("#F9FAFB")
 
 
@@ -106,18 +105,7 @@ def render_audit_trail(trail: AuditTrail) -> bytes:
 
 def _report(trail: AuditTrail) -> bytes:
     buffer = BytesIO()
-    template = SimpleDocTemplate(
-        buffer,
-        pagesize=A4,
-        leftMargin=MARGIN - 6,
-        rightMargin=MARGIN - 6,
-        topMargin=MARGIN - 6,
-        bottomMargin=MARGIN,
-        invariant=True,
-        initialFontName=drawing.FONT,  # not Helvetica: every font in the file is embedded
-        title="Audit trail",
-        author="signbot",
-    )
+    template = drawing.a4_template(buffer, "Audit trail")
     width = template.width - 12  # the frame pads its flowables by 6 pt on each side
     test = trail.environment.lower() == "test"
     story = _header(trail, width, test)

@@ -35,12 +35,12 @@ from pypdf.generic import (
 )
 from reportlab.lib.pagesizes import A4
 from reportlab.pdfgen.canvas import Canvas
-from reportlab.platypus import Flowable, PageBreak, SimpleDocTemplate
+from reportlab.platypus import Flowable, PageBreak
 
 from bot.signing import drawing
 from bot.signing.compose_pages import certificate_story, signature_story
 
-MARGIN = 50.0
+MARGIN = drawing.PAGE_MARGIN
 _MARK_NAME = "/SignbotTestMark"
 _SUBSET_TAG = re.compile(r"^/[A-Z]{6}\+")
 
@@ -225,18 +225,7 @@ def _appended_pages(spec: Composition, composed: Sequence[ComposedDocument], off
     """The signature page(s) and the certificate page, numbered after the ``offset`` pages of
     the documents ("Page 101 of 102"), so the numbers hold in the combined PDF."""
     buffer = BytesIO()
-    template = SimpleDocTemplate(
-        buffer,
-        pagesize=A4,
-        leftMargin=MARGIN - 6,
-        rightMargin=MARGIN - 6,
-        topMargin=MARGIN - 6,
-        bottomMargin=MARGIN,
-        invariant=True,
-        initialFontName=drawing.FONT,  # not Helvetica: every font in the file is embedded
-        title="Signatures and certificate of completion",
-        author="signbot",
-    )
+    template = drawing.a4_template(buffer, "Signatures and certificate of completion")
     content_width = template.width - 12  # the frame's own 6 pt padding on each side
     story: list[Flowable] = []
     signers = [

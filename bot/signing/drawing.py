@@ -320,3 +320,28 @@ def table(rows: list[list[Any]], widths: Sequence[float], *, header: bool = True
     return Table(
         rows, colWidths=list(widths), repeatRows=1 if header else 0, style=TableStyle(commands)
     )
+
+
+PAGE_MARGIN = 50.0
+"""Margins of the pages we author, in points."""
+
+
+def a4_template(buffer: Any, title: str) -> Any:
+    """The A4 page frame every PDF we author uses (signature and certificate pages, audit
+    trail): same margins, reproducible output, and DejaVu as the initial font so that no
+    un-embedded Helvetica ever enters a sealed file."""
+    from reportlab.lib.pagesizes import A4
+    from reportlab.platypus import SimpleDocTemplate
+
+    return SimpleDocTemplate(
+        buffer,
+        pagesize=A4,
+        leftMargin=PAGE_MARGIN - 6,
+        rightMargin=PAGE_MARGIN - 6,
+        topMargin=PAGE_MARGIN - 6,
+        bottomMargin=PAGE_MARGIN,
+        invariant=True,
+        initialFontName=FONT,
+        title=title,
+        author="signbot",
+    )

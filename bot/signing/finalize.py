@@ -161,18 +161,9 @@ class Finalizer:
         hashes = [(d.sha256_before, d.sha256_after) for d in composed.documents]
         if envelope.sealed_at is not None and envelope.signed_sha256:
             return hashes
-        sealed = await self.sealer.seal(
-            composed.pdf,
-            field_name="signbot-seal",
-            reason=f"Signed envelope {envelope.id}",
-            location=self.public_url,
-            name=snap.account_name or "signbot",
+        key, digest = await self._seal_and_store(
+            snap, composed.pdf, "signbot-seal", f"Signed envelope {envelope.id}", "signed"
         )
-        digest = hashlib.sha256(sealed).hexdigest()
-        # named by its hash: a second run (a lease that ran out) never overwrites the file
-        # the database points at
-        key = f"{envelope.account_id}/{envelope.id}/signed-{digest[:16]}.pdf"
-        await self.storage.put_bytes(key, sealed)
 
         def record(session: Session) -> None:
             row = session.get(Envelope, envelope.id, with_for_update=True)
@@ -242,17 +233,28 @@ class Finalizer:
             generated_at=utcnow(),
         )
         pdf = await asyncio.to_thread(render_audit_trail, trail)
+        key, _ = await self._seal_and_store(
+            snap, pdf, "signbot-audit-seal", f"Audit trail of envelope {envelope.id}", "audit-trail"
+        )
+        await self.db.run(lambda s: self._announce(s, envelope.id, key))
+
+    async def _seal_and_store(
+        self, snap: Snapshot, pdf: bytes, field: str, reason: str, stem: str
+    ) -> tuple[str, str]:
+        """Seal ``pdf`` and store it under a key named by its hash: a second run (a lease that
+        ran out) never overwrites the file the database points at. Answers (key, sha256)."""
+        envelope = snap.envelope
         sealed = await self.sealer.seal(
             pdf,
-            field_name="signbot-audit-seal",
-            reason=f"Audit trail of envelope {envelope.id}",
+            field_name=field,
+            reason=reason,
             location=self.public_url,
             name=snap.account_name or "signbot",
         )
         digest = hashlib.sha256(sealed).hexdigest()
-        key = f"{envelope.account_id}/{envelope.id}/audit-trail-{digest[:16]}.pdf"
+        key = f"{envelope.account_id}/{envelope.id}/{stem}-{digest[:16]}.pdf"
         await self.storage.put_bytes(key, sealed)
-        await self.db.run(lambda s: self._announce(s, envelope.id, key))
+        return key, digest
 
     def _announce(self, session: Session, envelope_id: str, key: str) -> None:
         """Record the audit trail and, for a completed envelope, tell everyone — once."""

@@ -340,26 +340,23 @@ async def approve(token: str, request: Request) -> Response:
 
 @router.post("/sign/{token}/decline")
 async def decline(token: str, request: Request) -> Response:
-    form = await request.form()
-    reason = _field(form, "reason", 1000)
-    visit, proof = _visit(request), _proof(request)
-    return await _page(
-        request,
-        token,
-        lambda s: ceremony.decline(s, token, visit, reason, proof),
-        after=f"/sign/{token}",
-    )
+    return await _with_text(request, token, "reason", ceremony.decline)
 
 
 @router.post("/sign/{token}/return")
 async def return_to_sender(token: str, request: Request) -> Response:
+    return await _with_text(request, token, "changes", ceremony.return_to_sender)
+
+
+async def _with_text(request: Request, token: str, name: str, step: Any) -> Response:
+    """A step that takes one text from the form (a decline's reason, requested changes)."""
     form = await request.form()
-    changes = _field(form, "changes", 1000)
+    text = _field(form, name, 1000)
     visit, proof = _visit(request), _proof(request)
     return await _page(
         request,
         token,
-        lambda s: ceremony.return_to_sender(s, token, visit, changes, proof),
+        lambda s: step(s, token, visit, text, proof),
         after=f"/sign/{token}",
     )
 

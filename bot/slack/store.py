@@ -5,7 +5,6 @@ Functions take a session and never commit: the caller's ``Database.run`` is the 
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 from typing import Any
 
@@ -13,7 +12,7 @@ from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from bot.db import Database
+from bot.db import Database, shared_value
 from bot.ids import new_id
 from bot.slack.models import BotSetting, SeenDelivery, SignRequest
 from bot.timeutil import utcnow
@@ -105,20 +104,8 @@ def release_delivery(session: Session, event_id: str) -> None:
 
 
 def setting(db: Database, key: str, make: Callable[[], str]) -> str:
-    """A value every replica shares, created once (a race is won by one replica)."""
-
-    def read(session: Session) -> str | None:
-        row = session.get(BotSetting, key)
-        return row.value if row else None
-
-    value = db.run_sync(read)
-    if value is not None:
-        return value
-    with contextlib.suppress(IntegrityError):
-        db.run_sync(lambda s: s.add(BotSetting(key=key, value=make())))
-    value = db.run_sync(read)
-    assert value is not None
-    return value
+    """A value every replica of the bot shares, created once."""
+    return shared_value(db, BotSetting, key, make)
 
 
 def put_setting(session: Session, key: str, value: str) -> None:

@@ -14,62 +14,17 @@ import email.policy as email_policy
 import json
 import re
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 
-from bot import migrations
-from bot.app import create_app
-from bot.config import Settings
-from bot.db import Database
-from bot.slack.models import BotSetting, SignRequest
-from tests.support.servers import free_port, uvicorn_thread
-from tests.support.slack_fake import SlackFake, slack_fake
+from bot.slack.models import SignRequest
+from tests.slack.conftest import Deployment
 from tests.support.slack_requests import (
-    SIGNING_SECRET,
     forge,
     slash_command,
     view_submission,
 )
-
-
-class Deployment:
-    def __init__(self, base: str, db: Database, fake: SlackFake, data_dir: Path) -> None:
-        self.base, self.db, self.fake, self.data_dir = base, db, fake, data_dir
-
-    def post(self, request: tuple[bytes, dict[str, str]]) -> httpx.Response:
-        body, headers = request
-        return httpx.post(f"{self.base}/slack/events", content=body, headers=headers, timeout=30)
-
-
-@pytest.fixture(scope="module")
-def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
-    with slack_fake() as fake:
-        fake.add_user("U0REQ", "rita", real_name="Rita Requester", email="rita@acme.example")
-        fake.add_user("U0ADA", "ada", real_name="Ada Lovelace", email="ada@acme.example")
-        port = free_port()
-        data_dir: Path = tmp_path_factory.mktemp("slack-data")
-        settings = Settings(
-            data_dir=data_dir,
-            port=port,
-            jobs_interval_seconds=0.2,
-            webhook_retry_base_seconds=0.5,
-            slack_signing_secret=SIGNING_SECRET,
-            slack_bot_token="xoxb-test-token",
-            slack_api_url=fake.base_url,
-            rate_limit_enabled=False,
-        )
-        db = Database(settings.effective_database_url)
-        migrations.upgrade(db)
-        with uvicorn_thread(create_app(settings, db), port) as base:
-            deadline = time.monotonic() + 20
-            while db.run_sync(lambda s: s.get(BotSetting, "webhook_secret")) is None:
-                assert time.monotonic() < deadline, "the bot never registered its webhook"
-                time.sleep(0.1)
-            yield Deployment(base, db, fake, data_dir)
-        db.dispose()
 
 
 def test_forged_slack_requests_are_refused(deployment: Deployment) -> None:
