@@ -135,7 +135,8 @@ def create_app(
     app.state.public_url = settings.effective_public_url
     app.state.storage = build_storage(settings.storage_url, settings.storage_root)
     app.state.previews = Previews(app.state.storage)
-    app.state.templates = Registry.load(settings.templates_dir)
+    if settings.role != "worker":  # only the API reads them (each anchor is checked at load)
+        app.state.templates = Registry.load(settings.templates_dir)
     app.state.limiter = limiter
     app.state.authenticator = authenticator
     app.state.token_secret = token_secret

@@ -132,17 +132,28 @@ def _value(body: dict[str, Any]) -> str | None:
     return actions[0].get("value")
 
 
+async def _approver_clicked(
+    core: Core, body: dict[str, Any], respond: Any, user_id: str
+) -> SignRequest | None:
+    """The request an Approve/Reject click is about, when this user may decide it now; else
+    the refusal is answered (and a stale DM of the approver's repainted) and None."""
+    row, refusal = await _decidable(core, _value(body), team_of(body), user_id)
+    if refusal or row is None:
+        await core.reply(body, respond, _warning(refusal))
+        if row is not None and user_id == row.approver_id:
+            await _show_outcome(core, _clicked_in(body), row, None)
+        return None
+    return row
+
+
 # ------------------------------------------------------------------ approve
 
 
 async def approve(core: Core, ack: Any, body: dict[str, Any], respond: Any) -> None:
     await ack()
     user_id = user_of(body)
-    row, refusal = await _decidable(core, _value(body), team_of(body), user_id)
-    if refusal or row is None:
-        await core.reply(body, respond, _warning(refusal))
-        if row is not None and user_id == row.approver_id:
-            await _show_outcome(core, _clicked_in(body), row, None)
+    row = await _approver_clicked(core, body, respond, user_id)
+    if row is None:
         return
     row, claimed = await core.change(row.id, claim)
     if not claimed:
@@ -183,11 +194,8 @@ async def reject(core: Core, ack: Any, body: dict[str, Any], respond: Any) -> No
     """Reject opens the modal that asks why (``views.open`` within the click's trigger)."""
     await ack()
     user_id = user_of(body)
-    row, refusal = await _decidable(core, _value(body), team_of(body), user_id)
-    if refusal or row is None:
-        await core.reply(body, respond, _warning(refusal))
-        if row is not None and user_id == row.approver_id:
-            await _show_outcome(core, _clicked_in(body), row, None)
+    row = await _approver_clicked(core, body, respond, user_id)
+    if row is None:
         return
     modal = views.reject_modal(row.id)
     channel, ts = _clicked_in(body)
