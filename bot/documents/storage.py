@@ -1,4 +1,5 @@
-"""Where document bytes live: the :class:`Storage` interface and its local-disk backend.
+"""Where document bytes live: the :class:`Storage` interface and its local-disk backend
+(the S3 one is :mod:`bot.documents.s3`, imported only when configured).
 
 Keys are relative, slash-separated names such as ``acc_x/doc_y/original``. A missing key
 raises ``FileNotFoundError`` (except in :meth:`Storage.delete` and :meth:`Storage.exists`);
@@ -14,8 +15,12 @@ import shutil
 import tempfile
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import BinaryIO, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, BinaryIO, Protocol, runtime_checkable
 from urllib.parse import unquote
+
+if TYPE_CHECKING:
+    from bot.config import Settings
+    from bot.documents.s3 import S3Options
 
 _KEY_CHARS = re.compile(r"[A-Za-z0-9_./-]+")
 MAX_KEY_LENGTH = 512
@@ -33,7 +38,8 @@ class Storage(Protocol):
 
     async def open_path(self, key: str) -> Path | None:
         """The object's local path when the backend has one (for ``FileResponse``), else
-        ``None``; ``FileNotFoundError`` when a local backend has no such object."""
+        ``None`` (callers then :meth:`stream` it); ``FileNotFoundError`` when there is no such
+        object."""
         ...
 
     def stream(self, key: str, chunk_size: int = 65536) -> AsyncIterator[bytes]:
@@ -146,9 +152,21 @@ class LocalStorage:
             raise
 
 
-def build_storage(url: str | None, default_root: Path) -> Storage:
+def storage_from_settings(settings: Settings) -> Storage:
+    """The backend the settings name (``SIGNBOT_STORAGE_URL`` and, for ``s3://``, the
+    ``SIGNBOT_S3_*`` options)."""
+    s3 = None
+    if _scheme(settings.storage_url) == "s3":
+        from bot.documents.s3 import S3Options
+
+        s3 = S3Options.from_settings(settings)
+    return build_storage(settings.storage_url, settings.storage_root, s3)
+
+
+def build_storage(url: str | None, default_root: Path, s3: S3Options | None = None) -> Storage:
     """The backend a ``SIGNBOT_STORAGE_URL`` names: unset or ``file://PATH`` (or a bare path)
-    is local disk; ``s3://`` is not available yet."""
+    is local disk; ``s3://BUCKET[/PREFIX]`` is S3-compatible object storage reached with
+    ``s3`` (default: AWS, boto3's credential chain)."""
     if url is None or not url.strip():
         return LocalStorage(default_root)
     url = url.strip()
@@ -163,5 +181,12 @@ def build_storage(url: str | None, default_root: Path) -> Storage:
         path = unquote(rest)
         return LocalStorage(Path(path) if path else default_root)
     if scheme == "s3":
-        raise ValueError("S3 storage is not available yet")
+        from bot.documents.s3 import S3Storage
+
+        return S3Storage.from_url(url, s3)
     raise ValueError(f"Unsupported storage URL scheme {scheme!r}: use file:// or s3://")
+
+
+def _scheme(url: str | None) -> str | None:
+    scheme, sep, _ = (url or "").strip().partition("://")
+    return scheme.lower() if sep else None

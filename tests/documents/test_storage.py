@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.documents.s3 import S3Storage
 from bot.documents.storage import LocalStorage, Storage, build_storage, validate_key
 
 KEY = "acc_1/doc_01HXYZ/original"
@@ -144,7 +145,6 @@ def test_build_storage(tmp_path: Path) -> None:
     assert explicit.root == (tmp_path / "elsewhere").resolve()
     bare = build_storage(str(tmp_path / "bare"), tmp_path / "default")
     assert bare.root == (tmp_path / "bare").resolve()
-    with pytest.raises(ValueError, match="S3 storage is not available yet"):
-        build_storage("s3://bucket/prefix", tmp_path)
+    assert isinstance(build_storage("s3://bucket/prefix", tmp_path), S3Storage)
     with pytest.raises(ValueError):
         build_storage("ftp://example.org/x", tmp_path)
