@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable
 
+from sqlalchemy import Column, Text
 from sqlmodel import Field, SQLModel
 
 from bot.db import Database, shared_value
@@ -14,7 +15,8 @@ class DeploymentSetting(SQLModel, table=True):
     __tablename__ = "deployment_settings"
 
     key: str = Field(primary_key=True, max_length=64)
-    value: str = Field(max_length=4096)
+    value: str = Field(sa_column=Column(Text, nullable=False))
+    """Text: the sealing identity (key sealed, certificates) is a few kilobytes."""
 
 
 def get_or_create(db: Database, key: str, make: Callable[[], str]) -> str:

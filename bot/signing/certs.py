@@ -97,7 +97,7 @@ def load_identity(data_dir: Path, p12_path: Path | None, p12_password: str | Non
     if not (seal_dir / SEAL_PEM).exists():
         _generate(seal_dir)
     identity = _load_dir(seal_dir)
-    _warn_self_signed(identity)
+    warn_self_signed(identity)
     return identity
 
 
@@ -161,15 +161,22 @@ def _load_p12(path: Path, password: str | None) -> SealIdentity:
 def _load_dir(seal_dir: Path) -> SealIdentity:
     files = {name: seal_dir / name for name in (ROOT_PEM, SEAL_PEM, SEAL_KEY_PEM)}
     try:
-        root = x509.load_pem_x509_certificate(files[ROOT_PEM].read_bytes())
-        cert = x509.load_pem_x509_certificate(files[SEAL_PEM].read_bytes())
-        key = serialization.load_pem_private_key(files[SEAL_KEY_PEM].read_bytes(), None)
+        pems = {name: path.read_bytes() for name, path in files.items()}
+        return identity_from_pems(pems, root_pem=files[ROOT_PEM].resolve())
     except (OSError, ValueError) as exc:
         name = getattr(exc, "filename", None) or seal_dir
         raise SealIdentityError(
             f"cannot load the generated sealing identity in {seal_dir} ({name}): {exc}; "
             "move the directory away to generate a new one, or set SIGNBOT_SEAL_P12"
         ) from exc
+
+
+def identity_from_pems(pems: dict[str, bytes], root_pem: Path | None) -> SealIdentity:
+    """A generated identity from its PEMs (keyed by file name: ``root.pem``, ``seal.pem``,
+    ``seal-key.pem``); ``ValueError`` when one does not parse."""
+    root = x509.load_pem_x509_certificate(pems[ROOT_PEM])
+    cert = x509.load_pem_x509_certificate(pems[SEAL_PEM])
+    key = serialization.load_pem_private_key(pems[SEAL_KEY_PEM], None)
     root_asn1 = _to_asn1(root)
     identity = SealIdentity(
         key=key,
@@ -177,9 +184,9 @@ def _load_dir(seal_dir: Path) -> SealIdentity:
         chain=(root_asn1,),
         root=root_asn1,
         self_signed=True,
-        root_pem=files[ROOT_PEM].resolve(),
+        root_pem=root_pem,
     )
-    _warn_expiry(identity, files[SEAL_PEM])
+    _warn_expiry(identity, root_pem or Path(SEAL_PEM))
     return identity
 
 
@@ -188,7 +195,8 @@ def _generate(seal_dir: Path) -> None:
     seal_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".seal-", dir=seal_dir.parent))
     try:
-        _write_new_identity(tmp, _root_label(seal_dir))
+        for name, data in new_identity_pems(_root_label(seal_dir)).items():
+            _write(tmp / name, data, 0o600 if name == SEAL_KEY_PEM else 0o644)
         try:
             os.rename(tmp, seal_dir)
         except OSError:
@@ -205,14 +213,17 @@ def _generate(seal_dir: Path) -> None:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _root_label(seal_dir: Path) -> str:
+def _root_label(seal_dir: Path | None = None) -> str:
     """Host name plus a random id: two deployments on one host must not share a root name
     (NSS and other path builders look issuers up by name)."""
-    host = socket.gethostname()[:24] or seal_dir.parent.name[:24]
+    host = socket.gethostname()[:24] or (seal_dir.parent.name[:24] if seal_dir else "signbot")
     return f"{host}, {secrets.token_hex(4)}"
 
 
-def _write_new_identity(directory: Path, label: str) -> None:
+def new_identity_pems(label: str | None = None) -> dict[str, bytes]:
+    """A fresh root and seal certificate with the seal's key, as PEMs keyed by file name.
+    The root's key is used once here and never kept (see the module's docstring)."""
+    label = label or _root_label()
     now = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)  # tolerate clock skew
     root_key = rsa.generate_private_key(public_exponent=65537, key_size=3072)
     root_name = x509.Name(
@@ -264,12 +275,14 @@ def _write_new_identity(directory: Path, label: str) -> None:
         .sign(root_key, hashes.SHA256())
     )
     pem = serialization.Encoding.PEM
-    _write(directory / ROOT_PEM, root.public_bytes(pem), 0o644)
-    _write(directory / SEAL_PEM, seal.public_bytes(pem), 0o644)
     key_pem = seal_key.private_bytes(
         pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    _write(directory / SEAL_KEY_PEM, key_pem, 0o600)
+    return {
+        ROOT_PEM: root.public_bytes(pem),
+        SEAL_PEM: seal.public_bytes(pem),
+        SEAL_KEY_PEM: key_pem,
+    }
 
 
 def _key_usage(**flags: bool) -> x509.KeyUsage:
@@ -310,7 +323,7 @@ def _to_asn1(cert: x509.Certificate) -> asn1_x509.Certificate:
 # ------------------------------------------------------------------------------------ warnings
 
 
-def _warn_self_signed(identity: SealIdentity) -> None:
+def warn_self_signed(identity: SealIdentity) -> None:
     """Once per process and seal directory: operators read it at start, not on every seal."""
     if identity.root_pem is None or identity.root_pem in _warned:
         return

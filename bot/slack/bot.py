@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,9 @@ from bot.slack.oauth import (
 )
 
 log = logging.getLogger("signbot.slack")
+
+#: Longer than registering takes; a replica that dies holding it lets the others in after.
+REGISTRATION_LOCK = timedelta(seconds=60)
 
 EVENTS = [
     "envelope.sent",
@@ -160,6 +164,16 @@ class SlackBot:
         log.error("could not register the bot's webhook with the provider")
 
     async def _ensure_webhook(self) -> None:
+        # Replicas start together: one registers, the others wait for its secret (else each
+        # would register its own subscription and every event would come twice).
+        if not await store.try_lock(self.db, "webhook-registration", REGISTRATION_LOCK):
+            raise ProviderError("another replica is registering the webhook")
+        try:
+            await self._register_unless_known()
+        finally:
+            await self.db.run(lambda s: store.unlock(s, "webhook-registration"))
+
+    async def _register_unless_known(self) -> None:
         known = await self.db.run(lambda s: s.get(store.BotSetting, "webhook_secret"))
         try:
             listed = await self.provider.list_webhooks()
@@ -201,9 +215,18 @@ class SlackBot:
             # not one of the bot's requests (an envelope made through the API with the same
             # account): acknowledged, nothing to do
             return {"ok": True, "ignored": True}
-        # claimed before the work: a redelivery while this one is still running is a duplicate
-        if not await store.claim(self.db, event_id):
+        # Claimed before the work. A redelivery of a handled event is acknowledged; one that
+        # arrives while another replica is still on it is asked to come back, so that the
+        # event survives that replica dying mid-way (its claim runs out).
+        claimed = await store.claim(self.db, event_id)
+        if claimed == "done":
             return {"duplicate": True}
+        if claimed == "busy":
+            return JSONResponse(
+                {"error": "this event is being handled; retry later"},
+                status_code=409,
+                headers={"Retry-After": "30"},
+            )
         name = str(event.get("event") or event.get("type"))
         try:
             silenced = await install.silenced(self.db, row.team_id)
@@ -220,6 +243,7 @@ class SlackBot:
                 "webhook %s for request %s failed; the provider will retry", event_id, row.id
             )
             return JSONResponse({"error": "could not handle the event yet"}, status_code=503)
+        await self.db.run(lambda s: store.finish_delivery(s, event_id))
         return {"ok": True}
 
     async def _absorb_quietly(self, row: SignRequest) -> None:

@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import JSON, Column, Index, UniqueConstraint
+from sqlalchemy import true as sa_true
 from sqlmodel import Field, SQLModel
 
 from bot.timeutil import utcnow
@@ -58,12 +59,18 @@ class SignRequest(SQLModel, table=True):
 
 
 class SeenDelivery(SQLModel, table=True):
-    """Webhook deliveries already handled (by event id): a redelivery changes nothing."""
+    """Webhook deliveries handled, or being handled, by event id: a redelivery of a handled
+    one changes nothing; one being handled elsewhere waits; one whose handler died (its
+    claim ran out) is handled again."""
 
     __tablename__ = "slack_seen_deliveries"
 
     event_id: str = Field(primary_key=True, max_length=64)
     seen_at: datetime = Field(default_factory=utcnow, index=True)
+    done: bool = Field(default=False, sa_column_kwargs={"server_default": sa_true()})
+    """The Slack posts for this event went out."""
+    claimed_until: datetime | None = None
+    """While not done: until when the replica handling it holds it."""
 
 
 class BotSetting(SQLModel, table=True):

@@ -6,9 +6,10 @@ Functions take a session and never commit: the caller's ``Database.run`` is the 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from datetime import timedelta
+from typing import Any, Literal
 
-from sqlalchemy import func
+from sqlalchemy import func, or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -16,6 +17,8 @@ from bot.db import Database, shared_value
 from bot.ids import new_id
 from bot.slack.models import BotSetting, SeenDelivery, SignRequest
 from bot.timeutil import utcnow
+
+Claim = Literal["new", "done", "busy"]
 
 
 def new_request(session: Session, **values: Any) -> SignRequest:
@@ -78,29 +81,68 @@ def first_time(session: Session, event_id: str) -> bool:
     return True
 
 
-def claim_delivery(session: Session, event_id: str) -> bool:
-    """Take a webhook delivery for handling; False when another attempt has it (or had it).
-    The insert is the claim: of two concurrent attempts, the primary key lets one through
-    (the loser's commit raises IntegrityError: see :func:`claim`)."""
-    if session.get(SeenDelivery, event_id) is not None:
-        return False
-    session.add(SeenDelivery(event_id=event_id))
-    session.flush()
-    return True
+#: How long a replica holds a delivery it is handling: longer than the Slack calls of one
+#: event take; a replica killed meanwhile lets the provider's next retry handle it.
+DELIVERY_CLAIM = timedelta(seconds=60)
 
 
-async def claim(db: Database, event_id: str) -> bool:
+def claim_delivery(session: Session, event_id: str) -> Claim:
+    """Take a webhook delivery for handling.
+
+    ``"new"``: ours to handle. ``"done"``: handled already (a redelivery: acknowledge).
+    ``"busy"``: another attempt is handling it right now (ask the provider to retry later, so
+    that the event is not lost if that attempt dies). A claim that ran out (its replica died)
+    is taken over. The insert is the claim: of two concurrent attempts, the primary key lets
+    one through (the loser's commit raises IntegrityError: see :func:`claim`)."""
+    now = utcnow()
+    row = session.get(SeenDelivery, event_id)
+    if row is None:
+        session.add(SeenDelivery(event_id=event_id, claimed_until=now + DELIVERY_CLAIM))
+        session.flush()
+        return "new"
+    if row.done:
+        return "done"
+    result = session.exec(  # type: ignore[call-overload]
+        update(SeenDelivery)
+        .where(
+            col(SeenDelivery.event_id) == event_id,
+            col(SeenDelivery.done).is_(False),
+            or_(
+                col(SeenDelivery.claimed_until).is_(None),
+                col(SeenDelivery.claimed_until) < now,
+            ),
+        )
+        .values(claimed_until=now + DELIVERY_CLAIM)
+        .execution_options(synchronize_session=False)
+    )
+    return "new" if result.rowcount == 1 else "busy"
+
+
+async def claim(db: Database, event_id: str) -> Claim:
     try:
         return await db.run(lambda s: claim_delivery(s, event_id))
     except IntegrityError:
-        return False
+        return "busy"
+
+
+def finish_delivery(session: Session, event_id: str) -> None:
+    """The event's Slack posts went out: redeliveries are acknowledged from now on."""
+    session.exec(  # type: ignore[call-overload]
+        update(SeenDelivery)
+        .where(col(SeenDelivery.event_id) == event_id)
+        .values(done=True, claimed_until=None)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def release_delivery(session: Session, event_id: str) -> None:
     """Give a delivery back after its handling failed, so the provider's retry is handled."""
-    row = session.get(SeenDelivery, event_id)
-    if row is not None:
-        session.delete(row)
+    session.exec(  # type: ignore[call-overload]
+        update(SeenDelivery)
+        .where(col(SeenDelivery.event_id) == event_id, col(SeenDelivery.done).is_(False))
+        .values(claimed_until=None)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def setting(db: Database, key: str, make: Callable[[], str]) -> str:
@@ -115,3 +157,39 @@ def put_setting(session: Session, key: str, value: str) -> None:
     else:
         row.value = value
         session.add(row)
+
+
+# ------------------------------------------------------------------ a lock between replicas
+
+
+async def try_lock(db: Database, name: str, ttl: timedelta) -> bool:
+    """Take the lock ``name`` for ``ttl`` (a row of the settings table; a replica that dies
+    holding it loses it when it runs out). False when another replica holds it."""
+    key = f"lock:{name}"
+    now = utcnow()
+    until = (now + ttl).isoformat()
+
+    def take(session: Session) -> bool:
+        row = session.get(BotSetting, key)
+        if row is None:
+            session.add(BotSetting(key=key, value=until))
+            session.flush()
+            return True
+        result = session.exec(  # type: ignore[call-overload]
+            update(BotSetting)
+            .where(col(BotSetting.key) == key, col(BotSetting.value) < now.isoformat())
+            .values(value=until)
+            .execution_options(synchronize_session=False)
+        )
+        return bool(result.rowcount)
+
+    try:
+        return await db.run(take)
+    except IntegrityError:
+        return False
+
+
+def unlock(session: Session, name: str) -> None:
+    row = session.get(BotSetting, f"lock:{name}")
+    if row is not None:
+        session.delete(row)
