@@ -15,25 +15,25 @@ from typing import Any
 
 import anyio.to_thread
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
-from bot import __version__, slack_wiring
+from bot import __version__, metrics, slack_wiring
 from bot.accounts.routes import router as accounts_router
 from bot.config import Settings
-from bot.db import Database, check_reachable
+from bot.db import Database, check_reachable, database_unavailable
 from bot.deployment import box_key, signing_secret
 from bot.documents.previews import Previews
 from bot.documents.routes import router as documents_router
-from bot.documents.storage import build_storage
+from bot.documents.storage import storage_from_settings
 from bot.envelopes.routes import router as envelopes_router
 from bot.jobs.tasks import Kind
 from bot.jobs.worker import Worker
 from bot.secretbox import SecretBox
-from bot.signing.certs import load_identity
 from bot.signing.finalize import Finalizer
 from bot.signing.mailer import Mailer
 from bot.signing.pages import router as signing_router
 from bot.signing.seal import Sealer
+from bot.signing.shared_identity import load_shared_identity
 from bot.signing.verify import load_roots
 from bot.slack.reminders import SlackReminders
 from bot.slack.reminders import schedule as schedule_reminders
@@ -45,6 +45,7 @@ from bot.web.limiter import Limiter, build_limiter
 from bot.web.openapi import install_openapi
 from bot.web.paths import API_PREFIX
 from bot.web.problems import STATUS, install_problem_handlers
+from bot.web.requestid import RequestContext
 from bot.webhooks.routes import router as webhooks_router
 
 log = logging.getLogger("signbot")
@@ -133,7 +134,7 @@ def create_app(
     app.state.settings = settings
     app.state.db = db
     app.state.public_url = settings.effective_public_url
-    app.state.storage = build_storage(settings.storage_url, settings.storage_root)
+    app.state.storage = storage_from_settings(settings)
     app.state.previews = Previews(app.state.storage)
     if settings.role != "worker":  # only the API reads them (each anchor is checked at load)
         app.state.templates = Registry.load(settings.templates_dir)
@@ -175,13 +176,17 @@ def create_app(
         max_bytes=settings.max_upload_bytes * 4 // 3 + (1 << 20),
         large_routes=frozenset({f"POST {API_PREFIX}/documents", f"POST {API_PREFIX}/envelopes"}),
     )
+    # outermost of ours: request id, access line and latency cover everything inside
+    app.add_middleware(RequestContext, observe=settings.metrics_enabled)
     return app
 
 
 def _task_kinds(app: FastAPI, settings: Settings) -> dict[str, Kind]:
     """The background tasks and their handlers: sealing, email, SMS."""
     state = app.state
-    identity = load_identity(settings.data_dir, settings.seal_p12, settings.seal_p12_password)
+    identity = load_shared_identity(
+        state.db, settings.data_dir, settings.seal_p12, settings.seal_p12_password
+    )
     sealer = Sealer(
         identity,
         tsa_url=settings.tsa_url,
@@ -189,11 +194,12 @@ def _task_kinds(app: FastAPI, settings: Settings) -> dict[str, Kind]:
     )
     finalizer = Finalizer(state.db, state.storage, sealer, settings.effective_public_url)
     mailer = Mailer(settings, state.db, state.storage, state.token_secret, state.secret_box)
+    lease = timedelta(seconds=settings.jobs_lease_seconds)
     return {
         # never given up: an envelope must not stay unsealed (a TSA may be down for a while)
-        "finalize": Kind(finalizer, max_attempts=None, lease=timedelta(minutes=5), concurrency=2),
-        "mail": Kind(mailer.mail, max_attempts=8, on_give_up=mailer.give_up_mail),
-        "sms": Kind(mailer.sms, max_attempts=6, on_give_up=mailer.give_up_sms),
+        "finalize": Kind(finalizer, max_attempts=None, lease=lease, concurrency=2),
+        "mail": Kind(mailer.mail, max_attempts=8, lease=lease, on_give_up=mailer.give_up_mail),
+        "sms": Kind(mailer.sms, max_attempts=6, lease=lease, on_give_up=mailer.give_up_sms),
     }
 
 
@@ -203,8 +209,9 @@ async def _flush_periodically(authenticator: Authenticator, every: float = 5.0) 
         await asyncio.sleep(every)
         try:
             await authenticator.flush_last_used()
-        except Exception:
-            log.exception("could not record API keys' last use")
+        except Exception as exc:
+            if not database_unavailable(exc):  # an outage is logged once by the worker
+                log.exception("could not record API keys' last use")
 
 
 def _operations_router() -> APIRouter:
@@ -227,13 +234,22 @@ def _operations_router() -> APIRouter:
         checks["database"] = "ok" if problem is None else "unreachable"
         checks["storage"] = "ok" if await state.storage.healthy() else "error"
         if state.limiter is not None:
-            # A limiter in trouble fails open (documented): reported, not fatal.
+            # A limiter without Redis falls back to per-process budgets: reported, not fatal.
             checks["ratelimit"] = "ok" if await state.limiter.healthy() else "degraded"
         ready = problem is None and checks["storage"] == "ok"
         return JSONResponse(
             {"status": "ok" if ready else "unavailable", "checks": checks},
             status_code=200 if ready else 503,
         )
+
+    @router.get("/metrics")
+    async def prometheus_metrics(request: Request) -> Response:
+        """Prometheus metrics (no authentication: keep it off the public internet)."""
+        state = request.app.state
+        if not state.settings.metrics_enabled:
+            return PlainTextResponse("Not found\n", status_code=404)
+        body = await metrics.render(state.db)
+        return Response(body, media_type=metrics.CONTENT_TYPE_LATEST)
 
     @router.get("/errors/{code}")
     async def error_page(code: str) -> PlainTextResponse:

@@ -7,6 +7,8 @@ are one readable line on stderr and a non-zero exit code, never a traceback.
 from __future__ import annotations
 
 import gc
+import logging
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -30,6 +32,8 @@ SERVE_OPTIONS: dict[str, Any] = {
     "proxy_headers": True,
     "timeout_graceful_shutdown": 20,
     "loop": "asyncio",
+    # bot.web.requestid writes the access line (request id, route, token redacted)
+    "access_log": False,
 }
 
 
@@ -84,14 +88,17 @@ def serve(host: str | None, port: int | None, role: str | None) -> None:
 
     from bot import logs
     from bot.app import create_app
-    from bot.signing.certs import SealIdentityError, load_identity
+    from bot.signing.certs import SealIdentityError
+    from bot.signing.shared_identity import load_shared_identity
 
     settings = _settings(host=host, port=port, role=role)
+    logs.configure(settings.log_level, settings.log_format)  # before migrations log anything
     db = _database(settings)
-    logs.configure(settings.log_level)
     if settings.role != "api":  # the worker seals: a broken certificate stops it here, clearly
         try:
-            load_identity(settings.data_dir, settings.seal_p12, settings.seal_p12_password)
+            load_shared_identity(
+                db, settings.data_dir, settings.seal_p12, settings.seal_p12_password
+            )
         except SealIdentityError as exc:
             raise click.ClickException(str(exc)) from None
     app = create_app(settings, db)
@@ -99,11 +106,17 @@ def serve(host: str | None, port: int | None, role: str | None) -> None:
     # process: move it out of the collector's sight, so collections scan only request garbage.
     gc.collect()
     gc.freeze()
-    click.echo(
-        f"signbot serving on {settings.effective_public_url} "
-        f"(data in {settings.data_dir.resolve()}, role {settings.role})",
-        err=True,
+    logging.getLogger("signbot").info(
+        "signbot serving on %s (data in %s, role %s)",
+        settings.effective_public_url,
+        settings.data_dir.resolve(),
+        settings.role,
     )
+    # uvicorn handles SIGTERM/SIGINT (stop taking connections, finish those in flight, run the
+    # shutdown that hands unfinished background work back), then re-raises the signal with the
+    # handlers it found. Finding these, the process ends normally: a graceful stop exits 0.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: None)
     uvicorn.run(app, host=settings.host, port=settings.port, **SERVE_OPTIONS)
 
 
@@ -122,13 +135,14 @@ def demo(port: int | None, no_serve: bool) -> None:
     from bot import demo as sample
     from bot import logs
     from bot.app import create_app
-    from bot.signing.certs import SealIdentityError, load_identity
+    from bot.signing.certs import SealIdentityError
+    from bot.signing.shared_identity import load_shared_identity
 
     settings = _settings(port=port)
     db = _database(settings)
-    logs.configure("warning")
+    logs.configure("warning", settings.log_format)
     try:
-        load_identity(settings.data_dir, settings.seal_p12, settings.seal_p12_password)
+        load_shared_identity(db, settings.data_dir, settings.seal_p12, settings.seal_p12_password)
     except SealIdentityError as exc:
         raise click.ClickException(str(exc)) from None
     app = create_app(settings, db)
@@ -420,7 +434,7 @@ def slack_socket(port: int | None) -> None:
             "connections:write), besides SLACK_SIGNING_SECRET and SLACK_BOT_TOKEN"
         )
     db = _database(settings)
-    logs.configure(settings.log_level)
+    logs.configure(settings.log_level, settings.log_format)
     app = create_app(settings, db)
     bot = app.state.slack
     if bot is None:

@@ -33,10 +33,25 @@ class Settings(BaseSettings):
     secret_key: str | None = None
     """Deployment secret for derived signing tokens; generated and kept in the database if unset."""
     storage_url: str | None = None
-    """Where documents live; default ``file://{data_dir}/files``."""
+    """Where documents live; default ``file://{data_dir}/files``; ``s3://bucket/prefix`` for
+    S3-compatible object storage (the ``s3_*`` settings below say how to reach it)."""
+    s3_endpoint_url: str | None = None
+    """An S3-compatible service (MinIO, Ceph, moto…), e.g. ``http://minio:9000``; unset: AWS."""
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str | None = None
+    """With ``s3_secret_access_key``; both unset: boto3's own credential chain (``AWS_*``
+    variables, shared config files, instance or task role)."""
+    s3_secret_access_key: str | None = Field(default=None, repr=False)
+    s3_path_style: bool | None = None
+    """Path-style addressing (``host/bucket/key``); unset: path-style when
+    ``s3_endpoint_url`` is set, virtual-hosted (``bucket.host/key``) otherwise."""
     templates_dir: Path = Path("./templates")
     jobs_interval_seconds: float = Field(default=1.0, gt=0)
     """How often background work looks for due outbox rows."""
+    jobs_lease_seconds: float = Field(default=30.0, ge=1)
+    """How long claimed background work (an email, a seal, a webhook pass) stays reserved
+    without a sign of life. Running work renews its claim; work of a replica that died is
+    taken over by another once this has passed."""
     webhook_retry_base_seconds: float = Field(default=10.0, gt=0)
     """First retry step; attempt n waits base * 6**(n-1), capped at 24 h, with +-20 % jitter."""
     webhook_allow_private: bool = False
@@ -67,6 +82,10 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     log_level: str = "info"
+    log_format: Literal["auto", "json", "text"] = "auto"
+    """``auto``: one JSON object per line unless stderr is a terminal (then plain text)."""
+    metrics_enabled: bool = True
+    """``GET /metrics`` (Prometheus, no authentication: keep it off the public internet)."""
 
     slack_signing_secret: str | None = Field(
         default=None, validation_alias=AliasChoices("SLACK_SIGNING_SECRET")

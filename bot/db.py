@@ -22,10 +22,12 @@ from types import SimpleNamespace
 from typing import Any, TypeVar
 
 import anyio.to_thread
+import psycopg
 from sqlalchemy import event, insert
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.engine import Connection, Engine, make_url
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlmodel import Session, SQLModel, create_engine
 
 T = TypeVar("T")
@@ -59,13 +61,26 @@ class Database:
             )
             event.listen(self.engine, "connect", _sqlite_pragmas)
         else:
+            # A database that goes silent (a partition, a dead host) rather than refusing:
+            # keepalives and a send timeout make a pooled connection fail within ~30 s instead
+            # of hanging a request thread for the kernel's ~15 minutes.
             connect_args = (
-                {"connect_timeout": 5} if self.url.get_backend_name() == "postgresql" else {}
+                {
+                    "connect_timeout": 5,
+                    "keepalives": 1,
+                    "keepalives_idle": 10,
+                    "keepalives_interval": 5,
+                    "keepalives_count": 3,
+                    "tcp_user_timeout": 30_000,
+                }
+                if self.url.get_backend_name() == "postgresql"
+                else {}
             )
             self.engine = create_engine(
                 url,
                 pool_size=10,
                 max_overflow=10,
+                pool_timeout=10,  # then 503 UNAVAILABLE, not a request queued for 30 s
                 pool_pre_ping=True,
                 pool_recycle=1800,
                 connect_args=connect_args,
@@ -110,6 +125,35 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+#: SQLSTATEs of a server going away or refusing work (besides class 08, connection exception):
+#: admin shutdown (a fast stop/restart), crash shutdown, "starting up / shutting down", and
+#: too many connections.
+_UNAVAILABLE_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "53300"})
+
+
+#: What a database call can raise: the exception types a caller checks with
+#: :func:`database_unavailable`.
+DATABASE_ERRORS: tuple[type[BaseException], ...] = (DBAPIError, PoolTimeout, psycopg.Error)
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database cannot be reached right now (retry later), as opposed
+    to a bug in a query: connection refused or lost, server shutting down or starting up,
+    too many connections, or no pooled connection within the pool's timeout."""
+    if isinstance(exc, PoolTimeout):
+        return True
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:  # SQLAlchemy recognised a disconnect
+            return True
+        exc = exc.orig
+    if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
+        state = exc.sqlstate
+        # No SQLSTATE: raised by the client library itself (could not connect, connection
+        # closed or lost); a server's complaint about a query always carries one.
+        return state is None or state.startswith("08") or state in _UNAVAILABLE_SQLSTATES
+    return False
 
 
 def check_reachable(db: Database) -> str | None:

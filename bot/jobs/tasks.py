@@ -25,6 +25,7 @@ from typing import Any
 from sqlalchemy import or_, update
 from sqlmodel import Session, col, select
 
+from bot import metrics
 from bot.db import Database, insert_rows, plain_row
 from bot.ids import new_id
 from bot.jobs.models import Task
@@ -47,8 +48,10 @@ class Kind:
     handler: Callable[[Task], Awaitable[None]]
     max_attempts: int | None = 8
     """Attempts before the task is marked failed (``on_give_up`` is called); None: forever."""
-    lease: timedelta = timedelta(minutes=2)
-    """Longer than one run can take; a lease that runs out means the worker died."""
+    lease: timedelta = timedelta(seconds=30)
+    """How long a claim holds without a sign of life. A running task renews it every third
+    of it (:meth:`TaskRunner._heartbeat`), so a run may take as long as it needs; a lease that
+    runs out means the worker died, and another worker takes the task over."""
     on_give_up: Callable[[Task, str], Awaitable[None]] | None = None
     concurrency: int = 4
     """Tasks of this kind running at once in one worker. Each kind is its own lane: a seal
@@ -149,6 +152,8 @@ class TaskRunner:
         self.db = db
         self.kinds = kinds
         self._running: dict[str, set[asyncio.Task[None]]] = {name: set() for name in kinds}
+        self._claims: dict[str, tuple[str, str]] = {}
+        """Task id → (task id, claim token) of every task this runner is running."""
 
     def _free(self) -> dict[str, int]:
         return {
@@ -179,18 +184,45 @@ class TaskRunner:
         return started
 
     async def drain(self, timeout: float) -> None:
-        """Let running tasks finish (graceful stop); those still running after ``timeout``
-        keep their lease, which runs out and lets another worker take them."""
+        """Let running tasks finish (graceful stop). Those still running after ``timeout``
+        are cancelled and handed back at once, so that another replica takes them over now
+        rather than when their lease would have run out."""
         running = [job for jobs in self._running.values() for job in jobs]
-        if running:
-            await asyncio.wait(running, timeout=timeout)
+        if not running:
+            return
+        _, pending = await asyncio.wait(running, timeout=timeout)
+        if not pending:
+            return
+        held = list(self._claims.values())  # read before the cancelled runs forget them
+        for job in pending:
+            job.cancel()
+        await asyncio.wait(pending, timeout=5)
+        log.warning("stopping: %d task(s) cut short and handed back", len(held))
+        for task_id, token in held:
+            await self.db.run(_settle(task_id, token, status="pending", claim=None))
+
+    async def _heartbeat(self, task_id: str, token: str, lease: timedelta) -> None:
+        """Renew the lease while the handler runs; stops by itself once the claim is lost."""
+        while True:
+            await asyncio.sleep(lease.total_seconds() / 3)
+            try:
+                held = await self.db.run(_settle(task_id, token, leased_until=utcnow() + lease))
+            except Exception:  # the database may be restarting: try again next beat
+                log.warning("could not renew the lease of task %s", task_id, exc_info=True)
+                continue
+            if not held:
+                log.warning("task %s: lease lost (taken over after a stall)", task_id)
+                return
 
     async def _run(self, task: Task, token: str) -> None:
         kind = self.kinds[task.kind]
         attempts = task.attempts + 1
+        beat = asyncio.get_running_loop().create_task(self._heartbeat(task.id, token, kind.lease))
+        self._claims[task.id] = (task.id, token)
         try:
             await kind.handler(task)
         except Exception as exc:  # every failure is recorded, none kills the pass
+            beat.cancel()
             error = _describe(exc)
             permanent = isinstance(exc, TaskFailed)
             give_up = permanent or (kind.max_attempts is not None and attempts >= kind.max_attempts)
@@ -199,6 +231,7 @@ class TaskRunner:
                 if kind.on_give_up is not None:
                     await kind.on_give_up(task, error)
                 values: dict[str, Any] = {"status": "failed", "finished_at": utcnow()}
+                metrics.task_outcome(task.kind, "failed")
             else:
                 log.warning(
                     "task %s (%s) failed (attempt %d), will retry: %s",
@@ -208,6 +241,7 @@ class TaskRunner:
                     error,
                 )
                 values = {"status": "pending", "due_at": utcnow() + backoff(attempts)}
+                metrics.task_outcome(task.kind, "retry")
             await self.db.run(
                 _settle(
                     task.id,
@@ -220,6 +254,10 @@ class TaskRunner:
                 )
             )
             return
+        finally:
+            beat.cancel()
+            self._claims.pop(task.id, None)
+        metrics.task_outcome(task.kind, "done")
         await self.db.run(
             _settle(
                 task.id,

@@ -18,7 +18,7 @@ from sqlalchemy import delete
 from sqlmodel import Session, col
 
 from bot.config import Settings
-from bot.db import Database
+from bot.db import Database, database_unavailable
 from bot.envelopes import clock, reminders
 from bot.jobs.dispatch import dispatch
 from bot.jobs.models import OutboxEvent, Task
@@ -37,6 +37,8 @@ RETENTION = timedelta(days=30)
 #: Longest outbox tick: under sustained load a tick still ends (and stop() stays prompt);
 #: the next one starts at once since what is left is due already.
 TICK_SECONDS = 30.0
+#: At most one warning per this many seconds while the database cannot be reached.
+OUTAGE_LOG_SECONDS = 30.0
 
 
 def housekeeping(session: Session) -> None:
@@ -83,10 +85,13 @@ class Worker:
             ),
             base_seconds=settings.webhook_retry_base_seconds,
             timeout=settings.webhook_timeout_seconds,
+            lease_margin=settings.jobs_lease_seconds,
         )
         self.scheduler = AsyncIOScheduler(timezone="UTC")
         self._busy = asyncio.Lock()
         self._stopping = False
+        self._outage = False
+        self._quiet_until = 0.0  # time.monotonic() before which outage warnings are skipped
 
     async def outbox_tick(self) -> None:
         """Fan out committed events, then deliver what is due; repeat while work remains."""
@@ -132,13 +137,27 @@ class Worker:
         log.info("background worker started (every %.3g s)", self.interval)
 
     def _guard(self, job):  # type: ignore[no-untyped-def]
-        """A failing pass is logged and retried on the next tick; it never kills the worker."""
+        """A failing pass is logged and retried on the next tick; it never kills the worker.
+        An unreachable database (a restart, a failover) is one line every half minute, not
+        a traceback per tick, and its end is logged."""
 
         async def run() -> None:
             try:
                 await job()
-            except Exception:
-                log.exception("background job %s failed", job.__name__)
+            except Exception as exc:
+                if not database_unavailable(exc):
+                    log.exception("background job %s failed", job.__name__)
+                    return
+                now = time.monotonic()
+                if now >= self._quiet_until:
+                    self._quiet_until = now + OUTAGE_LOG_SECONDS
+                    log.warning("background work waits for the database: %s", exc)
+                self._outage = True
+                return
+            if self._outage:
+                self._outage = False
+                self._quiet_until = 0.0
+                log.info("the database answers again; background work resumes")
 
         run.__name__ = job.__name__
         return run
@@ -148,7 +167,7 @@ class Worker:
         self._stopping = True
         self.scheduler.shutdown(wait=False)
         self._wakeup_task.cancel()
-        await self.tasks.drain(timeout=20)
+        await self.tasks.drain(timeout=10)
         try:
             async with asyncio.timeout(30):
                 async with self._busy:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from sqlmodel import Session, col, select
 
+from bot import metrics
 from bot.accounts.context import AuthContext
 from bot.accounts.models import Account
 from bot.db import Database
@@ -244,12 +245,14 @@ class Finalizer:
         """Seal ``pdf`` and store it under a key named by its hash: a second run (a lease that
         ran out) never overwrites the file the database points at. Answers (key, sha256)."""
         envelope = snap.envelope
-        sealed = await self.sealer.seal(
-            pdf,
-            field_name=field,
-            reason=reason,
-            location=self.public_url,
-            name=snap.account_name or "signbot",
+        sealed = await metrics.observe_seal(
+            self.sealer.seal(
+                pdf,
+                field_name=field,
+                reason=reason,
+                location=self.public_url,
+                name=snap.account_name or "signbot",
+            )
         )
         digest = hashlib.sha256(sealed).hexdigest()
         key = f"{envelope.account_id}/{envelope.id}/{stem}-{digest[:16]}.pdf"

@@ -120,12 +120,20 @@ class Authenticator:
         used, self._used = self._used, {}
 
         def write(session: Session) -> None:
-            for key_id, at in used.items():
+            # in one order on every replica: two flushes locking the same keys in different
+            # orders deadlock on PostgreSQL
+            for key_id, at in sorted(used.items()):
                 session.exec(  # type: ignore[call-overload]
                     update(ApiKey).where(col(ApiKey.id) == key_id).values(last_used_at=at)
                 )
 
-        await self.db.run(write)
+        try:
+            await self.db.run(write)
+        except Exception:
+            # kept for the next flush (the database may be restarting); newer times win
+            for key_id, at in used.items():
+                self._used.setdefault(key_id, at)
+            raise
         return len(used)
 
 

@@ -16,14 +16,19 @@ line for line and hands the resulting token count back to :func:`decide`).
   anyway (``capacity / rate`` seconds plus a margin). The time is the caller's clock (wall time
   by default, passed into the script), so tests can drive it.
 
-**Redis down: fail open.** If Redis errs or is unreachable, ``hit`` lets the request through
-with the answer a fresh bucket would give (``remaining = capacity - 1``), because an outage of
-the limiter must not become an outage of the API. It then skips Redis for
+**Redis down: each replica limits in its own memory.** If Redis errs or is unreachable,
+``hit`` answers from an embedded :class:`MemoryLimiter` with the same policy (and clock): the
+API keeps answering, and a flood is still bounded — per replica instead of shared, so N
+replicas let through at most N budgets per key while Redis is down. An outage of the limiter
+must not become an outage of the API, nor lift the limit. It then skips Redis for
 ``RedisLimiter.RETRY_INTERVAL`` seconds (so a black-holed Redis costs one timeout per second,
 not one per request), logs a warning on the ``signbot.ratelimit`` logger at most once per
-``RedisLimiter.WARN_INTERVAL`` seconds (with the count of requests let through unlimited),
-and after a warned outage logs once at INFO when Redis answers again; ``healthy()`` PINGs, so
-it is False while Redis is down. ``RedisLimiter.fail_opens`` counts the requests let through.
+``RedisLimiter.WARN_INTERVAL`` seconds (with the count of requests limited in memory), and
+after a warned outage logs once at INFO when Redis answers again and the shared budget is
+used again; ``healthy()`` PINGs, so it is False while Redis is down (``/readyz`` reports
+``ratelimit: degraded`` without failing). The in-memory buckets are kept across a recovery
+(a flapping Redis gives no fresh burst; they refill by time like any bucket, and are bounded
+by ``max_keys``). ``RedisLimiter.fallback_hits`` counts the requests decided in memory.
 """
 
 from __future__ import annotations
@@ -167,9 +172,10 @@ return {0, string.format('%.17g', tokens)}
 
 
 class RedisLimiter:
-    """Token buckets in Redis, refilled and consumed by one atomic Lua script; fails open."""
+    """Token buckets in Redis, refilled and consumed by one atomic Lua script; while Redis
+    fails, the same buckets in this process's memory."""
 
-    #: Seconds to wait after a Redis error before trying Redis again (requests pass meanwhile).
+    #: Seconds to wait after a Redis error before trying Redis again (memory decides meanwhile).
     RETRY_INTERVAL = 1.0
     #: At most one warning per this many seconds while Redis is failing.
     WARN_INTERVAL = 30.0
@@ -210,18 +216,18 @@ class RedisLimiter:
         self._script = self._client.register_script(_LUA_TAKE)
         ttl_ms = math.ceil((policy.seconds_to_fill + self.TTL_MARGIN) * 1000)
         self._static_args = (policy.capacity, policy.per_minute, ttl_ms, repr(EPSILON))
-        self._fail_open = decide(policy, True, policy.capacity - 1.0)
+        self._fallback = MemoryLimiter(policy, clock=clock)
         self._skip_until = 0.0  # time.monotonic() before which Redis is not tried
         self._next_warning = 0.0  # time.monotonic() before which failures are not logged
         self._degraded = False  # the last call to Redis failed
         self._announced = False  # ... and a warning said so
-        self._unlimited_since_warning = 0
-        #: Requests let through unlimited because Redis failed (for metrics).
-        self.fail_opens = 0
+        self._fallback_since_warning = 0
+        #: Requests decided by the in-memory fallback because Redis failed (for metrics).
+        self.fallback_hits = 0
 
     async def hit(self, key: str) -> Decision:
         if self._skip_until and time.monotonic() < self._skip_until:
-            return self._let_through()
+            return await self._in_memory(key)
         capacity, per_minute, ttl_ms, eps = self._static_args
         try:
             allowed, tokens = await self._script(
@@ -229,7 +235,8 @@ class RedisLimiter:
                 args=[capacity, per_minute, repr(float(self._clock())), ttl_ms, eps],
             )
         except (RedisError, OSError) as exc:  # OSError covers raw socket errors and timeouts
-            return self._failed(exc)
+            self._failed(exc)
+            return await self._in_memory(key)
         if self._degraded:
             self._recovered()
         return decide(self.policy, allowed == 1, float(tokens))
@@ -247,29 +254,29 @@ class RedisLimiter:
         """Close the client if this limiter built it from a URL (a given client is the caller's)."""
         if self._owns_client:
             await self._client.aclose()
+        await self._fallback.close()
 
-    def _let_through(self) -> Decision:
-        self.fail_opens += 1
-        self._unlimited_since_warning += 1
-        return self._fail_open
+    async def _in_memory(self, key: str) -> Decision:
+        self.fallback_hits += 1
+        self._fallback_since_warning += 1
+        return await self._fallback.hit(key)
 
-    def _failed(self, exc: BaseException) -> Decision:
+    def _failed(self, exc: BaseException) -> None:
         now = time.monotonic()
         self._degraded = True
         self._skip_until = now + self.RETRY_INTERVAL
-        decision = self._let_through()
         if now >= self._next_warning:
             self._next_warning = now + self.WARN_INTERVAL
             self._announced = True
             log.warning(
-                "rate limiter: Redis failed (%s: %s); letting requests through unlimited "
-                "(fail open) until it answers; %d let through since the last warning",
+                "rate limiter: Redis failed (%s: %s); limiting in this process's memory (each "
+                "replica its own budget) until it answers; %d requests limited in memory since "
+                "the last warning",
                 type(exc).__name__,
                 exc,
-                self._unlimited_since_warning,
+                self._fallback_since_warning,
             )
-            self._unlimited_since_warning = 0
-        return decision
+            self._fallback_since_warning = 0
 
     def _recovered(self) -> None:
         # Said once per warned outage, so a flapping Redis still logs once per WARN_INTERVAL.
@@ -277,11 +284,11 @@ class RedisLimiter:
         if self._announced:
             self._announced = False
             log.info(
-                "rate limiter: Redis answers again; limits enforced (%d requests let through "
-                "unlimited since the last warning)",
-                self._unlimited_since_warning,
+                "rate limiter: Redis answers again; the shared budget is used again (%d "
+                "requests limited in memory since the last warning)",
+                self._fallback_since_warning,
             )
-            self._unlimited_since_warning = 0
+            self._fallback_since_warning = 0
 
 
 def build_limiter(redis_url: str | None, policy: BucketPolicy = BucketPolicy()) -> Limiter:

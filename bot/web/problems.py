@@ -8,20 +8,37 @@ Every error answer looks like::
 
 This module holds the one mapping table from domain codes to HTTP statuses; nothing else in
 the code base knows HTTP statuses of errors.
+
+**Database unreachable → 503, not 500.** A request that meets a *connection-level* database
+error (the server is down, restarting, refusing connections, or dropped the connection; the
+pool timed out waiting for one) is not a bug: it answers 503 ``UNAVAILABLE`` with
+``Retry-After: 5`` — problem+json, or a small HTML page under ``/sign/`` where a person is
+looking — and logs one WARNING per :data:`UNAVAILABLE_LOG_SECONDS` (with the count of such
+answers), not a traceback per request. Any other database error (bad SQL, a constraint) is a
+bug: 500 ``INTERNAL``, logged with its traceback. :func:`database_unavailable` is the rule.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import time
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from bot.errors import Conflict, FieldError, RateLimited, SignbotError, ValidationFailed
+from bot.db import DATABASE_ERRORS, database_unavailable
+from bot.errors import (
+    Conflict,
+    FieldError,
+    RateLimited,
+    SignbotError,
+    Unavailable,
+    ValidationFailed,
+)
 
 log = logging.getLogger("signbot.web")
 
@@ -65,6 +82,76 @@ def problem(
     if errors:
         body["errors"] = [{"field": e.field, "message": e.message} for e in errors]
     return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_JSON)
+
+
+#: What a client is told to wait before retrying while the database is unreachable.
+RETRY_AFTER_SECONDS = 5
+#: At most one warning per this many seconds while requests meet an unreachable database.
+UNAVAILABLE_LOG_SECONDS = 10.0
+
+_UNAVAILABLE_MESSAGE = "The service is temporarily unavailable; retry in a few seconds"
+
+#: The signer pages' languages (bot.signing) — the page shown there cannot read the envelope's.
+_UNAVAILABLE_HTML = {
+    "en": ("Temporarily unavailable", "Please try again in a minute."),
+    "fr": ("Service momentanément indisponible", "Veuillez réessayer dans une minute."),
+    "de": ("Vorübergehend nicht verfügbar", "Bitte versuchen Sie es in einer Minute erneut."),
+    "nl": ("Tijdelijk niet beschikbaar", "Probeer het over een minuut opnieuw."),
+    "vi": ("Tạm thời không khả dụng", "Vui lòng thử lại sau một phút."),
+}
+_HTML_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'; base-uri 'none'",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+
+
+def _unavailable_page(request: Request) -> HTMLResponse:
+    """A plain page for a person at a signing link (no traceback, no JSON)."""
+    lang = "en"
+    for part in request.headers.get("accept-language", "").split(","):
+        tag = part.split(";")[0].strip().lower()[:2]
+        if tag in _UNAVAILABLE_HTML:
+            lang = tag
+            break
+    title, body = _UNAVAILABLE_HTML[lang]
+    html = (
+        f'<!doctype html>\n<html lang="{lang}"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{title}</title></head>\n<body><h1>{title}</h1><p>{body}</p></body></html>\n"
+    )
+    headers = {**_HTML_HEADERS, "Retry-After": str(RETRY_AFTER_SECONDS)}
+    return HTMLResponse(html, status_code=503, headers=headers)
+
+
+class _UnavailableLog:
+    """One WARNING per interval while the database is unreachable, counting the 503s."""
+
+    def __init__(self, interval: float = UNAVAILABLE_LOG_SECONDS) -> None:
+        self.interval = interval
+        self._next = 0.0
+        self._suppressed = 0
+
+    def __call__(self, request: Request, exc: BaseException) -> None:
+        now = time.monotonic()
+        if now < self._next:
+            self._suppressed += 1
+            return
+        self._next = now + self.interval
+        cause = getattr(exc, "orig", None) or exc
+        reason = (str(cause).strip().splitlines() or [""])[0]
+        log.warning(
+            "database unreachable: answering 503 (%s on %s %s: %s); %d more 503s for this "
+            "since the last warning",
+            type(cause).__name__,
+            request.method,
+            request.url.path,
+            reason,
+            self._suppressed,
+        )
+        self._suppressed = 0
 
 
 def _loc_to_field(loc: tuple[Any, ...] | list[Any]) -> str:
@@ -132,7 +219,24 @@ def install_problem_handlers(app: FastAPI) -> None:
             detail = f"No route for {request.method} {request.url.path}"
         return problem(request, code, detail, headers=getattr(exc, "headers", None))
 
+    unavailable_log = _UnavailableLog()
+
+    async def _database(request: Request, exc: Exception) -> Response:
+        if not database_unavailable(exc):
+            return await _unexpected(request, exc)
+        unavailable_log(request, exc)
+        if request.url.path.startswith("/sign/"):
+            return _unavailable_page(request)
+        headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
+        return problem(request, Unavailable.code, _UNAVAILABLE_MESSAGE, headers=headers)
+
+    # Handled where the routes run (inside the middlewares, so RateLimit-* headers are kept).
+    for database_error in DATABASE_ERRORS:
+        app.add_exception_handler(database_error, _database)
+
     @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        if database_unavailable(exc):  # raised outside the routes (a middleware)
+            return await _database(request, exc)
+        log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
         return problem(request, "INTERNAL", "Internal error; it has been logged")

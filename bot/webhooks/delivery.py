@@ -24,6 +24,7 @@ from sqlalchemy import bindparam, insert, or_, update
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
+from bot import metrics
 from bot.db import Database
 from bot.jobs.models import OutboxEvent
 from bot.secretbox import SecretBox
@@ -225,6 +226,7 @@ def record(session: Session, item: Work, outcome: Outcome, base_seconds: float) 
     delivery.claim = None
     if outcome.ok:
         delivery.status = "delivered"
+        metrics.webhook_delivery("delivered")
         delivery.delivered_at = now
         delivery.next_attempt_at = None
         if endpoint is not None and endpoint.failing_since is not None:
@@ -233,9 +235,11 @@ def record(session: Session, item: Work, outcome: Outcome, base_seconds: float) 
     else:
         if retry.should_give_up(item.attempt, now - delivery.created_at):
             delivery.status = "failed"
+            metrics.webhook_delivery("failed")
             delivery.next_attempt_at = None
         else:
             delivery.status = "pending"
+            metrics.webhook_delivery("retry")
             delivery.next_attempt_at = now + retry.delay(item.attempt, base_seconds)
         if endpoint is not None:
             endpoint.failing_since = endpoint.failing_since or now
@@ -269,6 +273,7 @@ def record_many(session: Session, results: list[tuple[Work, Outcome]], base_seco
         )
     }
     ok = [(item, outcome) for item, outcome in ok if (item.delivery_id, item.claim) in held]
+    metrics.webhook_delivery("delivered", len(ok))
     if not ok:
         return
     now = utcnow()
@@ -335,7 +340,10 @@ class Deliverer:
         base_seconds: float,
         timeout: float,
         client: httpx.AsyncClient | None = None,
+        lease_margin: float = 30.0,
     ) -> None:
+        """``lease_margin``: seconds a pass's claim outlives its worst case (every HTTP call
+        timing out); a replica killed mid-pass has its rows taken over that much later."""
         self.db = db
         self.box = box
         self.policy = policy
@@ -346,7 +354,7 @@ class Deliverer:
         )
         self._claims: set[str] = set()
         # Long enough for a whole pass of timeouts, so a live worker never loses its rows.
-        self.lease = timedelta(seconds=timeout * -(-BATCH // CONCURRENCY) + 30)
+        self.lease = timedelta(seconds=timeout * -(-BATCH // CONCURRENCY) + lease_margin)
 
     async def run_once(self) -> int:
         """One pass: claim, send concurrently, record. Returns the number of attempts made."""

@@ -239,7 +239,11 @@ def test_approver_returns_to_sender_who_resubmits(tenant: Tenant, server: Server
     assert httpx.post(f"{url}/approve", data=CONSENT).status_code == 303
     assert sign(links(envelope)["s@example.com"], "Signer").status_code == 303
     assert wait_for(tenant, f"/envelopes/{eid}/signed-document").status_code == 200
-    names = events(server, eid)
+    # envelope.completed follows the sealed audit trail, a moment after the document
+    deadline = time.monotonic() + 20
+    while (names := events(server, eid))[-1] != "envelope.completed":
+        assert time.monotonic() < deadline, names
+        time.sleep(0.1)
     assert "envelope.returned_to_sender" in names and "envelope.resubmitted" in names
     assert names.count("recipient.approved") == 1 and names[-1] == "envelope.completed"
 

@@ -291,8 +291,9 @@ async def test_redis_leaves_a_given_client_open(prefix):
 
 @redis_only
 @pytest.mark.usefixtures("redis_cleanup")
-async def test_redis_error_fails_open_and_recovers(prefix, caplog):
-    """A real Redis error (WRONGTYPE at the bucket's key) lets requests through, then heals."""
+async def test_redis_error_falls_back_to_memory_and_recovers(prefix, caplog):
+    """A real Redis error (WRONGTYPE at the bucket's key) hands the decision to the in-memory
+    fallback — still limited — then the shared budget is used again."""
     limiter = RedisLimiter(REDIS_URL, clock=Clock(), prefix=prefix)
     limiter.RETRY_INTERVAL = 0.0  # try Redis on every request
     client = redis.asyncio.from_url(REDIS_URL)
@@ -300,21 +301,24 @@ async def test_redis_error_fails_open_and_recovers(prefix, caplog):
         await client.set(prefix + "key_a", "not a hash")
         with caplog.at_level(logging.INFO, logger="signbot.ratelimit"):
             decisions = [await limiter.hit("key_a") for _ in range(300)]
-            assert all(d.allowed and d.remaining == 199 for d in decisions)
-            assert limiter.fail_opens == 300
+            allowed = [d for d in decisions if d.allowed]
+            assert [d.remaining for d in allowed] == list(range(199, -1, -1))
+            assert decisions[200:] == [d for d in decisions if not d.allowed]  # 100 refused
+            assert limiter.fallback_hits == 300
             await client.delete(prefix + "key_a")
             assert (await limiter.hit("key_a")).remaining == 199
             assert (await limiter.hit("key_a")).remaining == 198
             for _ in range(3):  # flapping within WARN_INTERVAL: no further warnings
                 await client.set(prefix + "key_a", "not a hash")
-                assert (await limiter.hit("key_a")).allowed
+                # the fallback's bucket is kept across the recovery: no fresh burst
+                assert not (await limiter.hit("key_a")).allowed
                 await client.delete(prefix + "key_a")
                 assert (await limiter.hit("key_a")).remaining == 199
-            assert limiter.fail_opens == 303
+            assert limiter.fallback_hits == 303
         records = [r for r in caplog.records if r.name == "signbot.ratelimit"]
         assert [r.levelno for r in records] == [logging.WARNING, logging.INFO]
         assert "WRONGTYPE" in records[0].getMessage()
-        assert "299 requests let through" in records[1].getMessage()
+        assert "300 requests limited in memory" in records[1].getMessage()
     finally:
         await limiter.close()
         await client.aclose()
@@ -323,23 +327,27 @@ async def test_redis_error_fails_open_and_recovers(prefix, caplog):
 # --- Redis unreachable (no server needed) ----------------------------------------------------
 
 
-async def test_unreachable_redis_fails_open(caplog):
+async def test_unreachable_redis_limits_in_memory(caplog):
     limiter = RedisLimiter(UNREACHABLE, clock=Clock())
     limiter.RETRY_INTERVAL = 0.0  # try (and fail) on every request: still one warning
     try:
         with caplog.at_level(logging.WARNING, logger="signbot.ratelimit"):
             decisions = [await limiter.hit(f"key_{i % 3}") for i in range(20)]
-        assert all(d.allowed for d in decisions)
-        assert decisions[0].headers() == {
-            "RateLimit-Limit": "100",
-            "RateLimit-Remaining": "199",
-            "RateLimit-Reset": "1",
-        }
+            assert all(d.allowed for d in decisions)
+            assert decisions[0].headers() == {
+                "RateLimit-Limit": "100",
+                "RateLimit-Remaining": "199",
+                "RateLimit-Reset": "1",
+            }
+            assert decisions[3].remaining == 198  # key_0's second request: counted
+            flood = [await limiter.hit("key_x") for _ in range(250)]
+            assert sum(d.allowed for d in flood) == 200  # the same budget, in this process
+            assert flood[-1].headers()["Retry-After"] == "1"
         warnings = [r for r in caplog.records if r.name == "signbot.ratelimit"]
         assert len(warnings) == 1
         assert warnings[0].levelno == logging.WARNING
-        assert "fail open" in warnings[0].getMessage()
-        assert limiter.fail_opens == 20
+        assert "in this process's memory" in warnings[0].getMessage()
+        assert limiter.fallback_hits == 270
         assert await limiter.healthy() is False
     finally:
         await limiter.close()

@@ -1,0 +1,148 @@
+"""Task leases on a real database: a long run keeps its task (heartbeat), a dead worker's task
+is taken over once its lease runs out, and a graceful stop hands unfinished work back at once.
+
+Two ``TaskRunner``s on one database stand for two replicas.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlmodel import select
+
+from bot import migrations
+from bot.db import Database
+from bot.jobs.models import Task
+from bot.jobs.tasks import Kind, TaskRunner, enqueue
+from tests.conftest import PG_URL
+from tests.support.pg import throwaway_database
+
+LEASE = timedelta(seconds=0.6)
+
+
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param(
+            "postgresql",
+            marks=[
+                pytest.mark.postgres,
+                pytest.mark.skipif(not PG_URL, reason="SIGNBOT_TEST_DATABASE_URL is not set"),
+            ],
+        ),
+    ],
+)
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    if request.param == "sqlite":
+        database = Database(f"sqlite:///{(tmp_path / 'signbot.db').resolve()}")
+        migrations.upgrade(database)
+        yield database
+        database.dispose()
+        return
+    assert PG_URL
+    with throwaway_database(PG_URL, prefix="signbot_lease") as url:
+        database = Database(url)
+        try:
+            migrations.upgrade(database)
+            yield database
+        finally:
+            database.dispose()
+
+
+def _task(db: Database, task_id: str) -> Task:
+    return db.run_sync(lambda s: s.exec(select(Task).where(Task.id == task_id)).one())
+
+
+def _enqueue(db: Database) -> str:
+    return db.run_sync(lambda s: enqueue(s, "work", {"n": 1}))
+
+
+async def _until(predicate, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.05)
+
+
+async def test_a_run_longer_than_its_lease_is_not_taken_over(db: Database) -> None:
+    runs: list[str] = []
+
+    async def slow(task: Task) -> None:
+        runs.append("a")
+        await asyncio.sleep(LEASE.total_seconds() * 4)
+
+    async def other(task: Task) -> None:
+        runs.append("b")
+
+    a = TaskRunner(db, {"work": Kind(slow, lease=LEASE)})
+    b = TaskRunner(db, {"work": Kind(other, lease=LEASE)})
+    task_id = _enqueue(db)
+    assert await a.run_once() == 1
+    for _ in range(12):  # well past the lease: the heartbeat keeps renewing it
+        await asyncio.sleep(LEASE.total_seconds() / 3)
+        assert await b.run_once() == 0
+    await a.drain(timeout=5)
+    assert runs == ["a"]
+    assert _task(db, task_id).status == "done"
+
+
+async def test_a_dead_workers_task_is_taken_over_after_its_lease(db: Database) -> None:
+    started = asyncio.Event()
+    done: list[str] = []
+
+    async def hangs(task: Task) -> None:
+        started.set()
+        await asyncio.sleep(3600)
+
+    async def works(task: Task) -> None:
+        done.append(task.id)
+
+    dying = TaskRunner(db, {"work": Kind(hangs, lease=LEASE)})
+    task_id = _enqueue(db)
+    assert await dying.run_once() == 1
+    await started.wait()
+    # "kill -9": the run and its heartbeat stop without any goodbye to the database
+    for jobs in dying._running.values():
+        for job in jobs:
+            job.cancel()
+    await asyncio.sleep(0)
+    held = _task(db, task_id)
+    assert held.status == "running"
+
+    successor = TaskRunner(db, {"work": Kind(works, lease=LEASE)})
+    assert await successor.run_once() == 0  # the lease still holds
+    await asyncio.sleep(LEASE.total_seconds() + 0.3)
+    assert await successor.run_once() == 1
+    await successor.drain(timeout=5)
+    assert done == [task_id]
+    assert _task(db, task_id).status == "done"
+
+
+async def test_a_graceful_stop_hands_unfinished_work_back_at_once(db: Database) -> None:
+    started = asyncio.Event()
+
+    async def hangs(task: Task) -> None:
+        started.set()
+        await asyncio.sleep(3600)
+
+    runner = TaskRunner(db, {"work": Kind(hangs, lease=timedelta(minutes=5))})
+    task_id = _enqueue(db)
+    assert await runner.run_once() == 1
+    await started.wait()
+    await runner.drain(timeout=0.2)
+    row = _task(db, task_id)
+    assert (row.status, row.claim) == ("pending", None)
+
+    done: list[str] = []
+
+    async def works(task: Task) -> None:
+        done.append(task.id)
+
+    successor = TaskRunner(db, {"work": Kind(works)})
+    assert await successor.run_once() == 1  # no five-minute wait for the lease
+    await successor.drain(timeout=5)
+    assert done == [task_id]
