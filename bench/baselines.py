@@ -18,9 +18,11 @@ KIND is one of:
 
 "Served the same way" means: the engine is built by ``bot.db.Database`` (so the SQLite pragmas —
 WAL, synchronous=NORMAL, busy_timeout 5000 — and the PostgreSQL pool are the app's own), logging
-is configured by ``bot.logs.configure`` (so every request writes the same access-log line as
-``signbot serve``), and ``uvicorn.run`` gets the keyword arguments of ``bot/cli.py``'s ``serve``
-(:data:`SERVE_OPTIONS`; ``bench/api.py`` warns if they drift apart).
+is configured by ``bot.logs.configure``, and ``uvicorn.run`` gets the keyword arguments of
+``bot/cli.py``'s ``serve`` (:data:`SERVE_OPTIONS`; ``bench/api.py`` warns if they drift apart).
+uvicorn's own access log is off in both; signbot writes its access line from its request-id
+middleware (``bot.web.requestid``), so that line is part of what is measured for signbot and
+absent from the baselines.
 """
 
 from __future__ import annotations
