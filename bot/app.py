@@ -117,7 +117,10 @@ def create_app(
                 registering.cancel()
             if slack is not None:
                 await slack.provider.aclose()
-            await authenticator.flush_last_used()
+            try:
+                await authenticator.flush_last_used()
+            except Exception as exc:  # the database is down: the rest must still stop
+                log.warning("could not record API keys' last use at shutdown: %s", exc)
             if worker is not None:
                 await worker.stop()
             if limiter is not None:

@@ -2,7 +2,8 @@
 
 ``SIGNBOT_STORAGE_URL=s3://bucket/optional/prefix``: the object for key ``K`` is
 ``prefix/K`` in ``bucket``. boto3's client is synchronous and thread-safe; every call runs in a
-worker thread (``asyncio.to_thread``) so the event loop never blocks on the network.
+worker thread of the storage's own pool (so a slow bucket never takes the threads the rest
+of the process uses, e.g. for DNS) and the event loop never blocks on the network.
 
 Errors: a missing object raises ``FileNotFoundError`` (``NoSuchKey``, or a 404 on
 ``HeadObject``), an invalid key ``ValueError``; anything else (a missing bucket, refused
@@ -14,11 +15,13 @@ failure into ``False`` (``/readyz`` answers 503) and logs why, without credentia
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import boto3
 from boto3.s3.transfer import TransferConfig
@@ -33,6 +36,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("signbot.storage")
 
 _NOT_FOUND = frozenset({"NoSuchKey", "404", "NotFound"})
+T = TypeVar("T")
+#: Threads for S3 calls, per storage: enough for concurrent page images and uploads.
+POOL_SIZE = 16
 MULTIPART_THRESHOLD = 8 * 1024 * 1024
 """Files above this size are uploaded in parts (of this size), several at a time."""
 
@@ -123,6 +129,12 @@ class S3Storage:
             multipart_chunksize=MULTIPART_THRESHOLD,
             max_concurrency=4,
         )
+        self._pool = ThreadPoolExecutor(max_workers=POOL_SIZE, thread_name_prefix="s3")
+
+    async def _call(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """Run a blocking boto3 call on the storage's own threads."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
 
     @classmethod
     def from_url(cls, url: str, options: S3Options | None = None) -> S3Storage:
@@ -160,15 +172,15 @@ class S3Storage:
     async def put_file(self, key: str, src: Path) -> None:
         name = self.object_key(key)
         path = Path(src)
-        if not await asyncio.to_thread(path.is_file):
+        if not await self._call(path.is_file):
             raise FileNotFoundError(str(src))
-        await asyncio.to_thread(
+        await self._call(
             self._client.upload_file, str(path), self.bucket, name, Config=self._transfer
         )
 
     async def put_bytes(self, key: str, data: bytes) -> None:
         name = self.object_key(key)
-        await asyncio.to_thread(self._client.put_object, Bucket=self.bucket, Key=name, Body=data)
+        await self._call(self._client.put_object, Bucket=self.bucket, Key=name, Body=data)
 
     async def read_bytes(self, key: str) -> bytes:
         name = self.object_key(key)
@@ -180,7 +192,7 @@ class S3Storage:
             finally:
                 body.close()
 
-        return await asyncio.to_thread(read)
+        return await self._call(read)
 
     async def open_path(self, key: str) -> Path | None:
         """No local path: ``None`` once the object is known to exist (so a missing one is a
@@ -191,18 +203,18 @@ class S3Storage:
 
     async def stream(self, key: str, chunk_size: int = 65536) -> AsyncIterator[bytes]:
         name = self.object_key(key)
-        response = await asyncio.to_thread(self._get, key, name)
+        response = await self._call(self._get, key, name)
         body = response["Body"]
         try:
-            while chunk := await asyncio.to_thread(body.read, chunk_size):
+            while chunk := await self._call(body.read, chunk_size):
                 yield chunk
         finally:
-            await asyncio.to_thread(body.close)
+            await self._call(body.close)
 
     async def delete(self, key: str) -> None:
         name = self.object_key(key)
         try:
-            await asyncio.to_thread(self._client.delete_object, Bucket=self.bucket, Key=name)
+            await self._call(self._client.delete_object, Bucket=self.bucket, Key=name)
         except ClientError as exc:
             if not _is_not_found(exc):
                 raise
@@ -210,7 +222,7 @@ class S3Storage:
     async def exists(self, key: str) -> bool:
         name = self.object_key(key)
         try:
-            await asyncio.to_thread(self._client.head_object, Bucket=self.bucket, Key=name)
+            await self._call(self._client.head_object, Bucket=self.bucket, Key=name)
         except ClientError as exc:
             if _is_not_found(exc):
                 return False
@@ -219,7 +231,7 @@ class S3Storage:
 
     async def healthy(self) -> bool:
         try:
-            await asyncio.to_thread(self._probe.head_bucket, Bucket=self.bucket)
+            await self._call(self._probe.head_bucket, Bucket=self.bucket)
         except ClientError as exc:
             error = exc.response.get("Error", {})
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")

@@ -152,8 +152,9 @@ class TaskRunner:
         self.db = db
         self.kinds = kinds
         self._running: dict[str, set[asyncio.Task[None]]] = {name: set() for name in kinds}
-        self._claims: dict[str, tuple[str, str]] = {}
-        """Task id → (task id, claim token) of every task this runner is running."""
+        self._claims: dict[asyncio.Task[None], tuple[str, str]] = {}
+        """Each run in flight → the (task id, claim token) it holds."""
+        self._stopping = False
 
     def _free(self) -> dict[str, int]:
         return {
@@ -165,7 +166,7 @@ class TaskRunner:
     async def run_once(self) -> int:
         """One pass; returns how many tasks it started (the caller loops while it is busy)."""
         free = self._free()
-        if not free:
+        if not free or self._stopping:
             return 0
         token = "claim:" + secrets.token_hex(8)
         lanes = {name: self.kinds[name] for name in free}
@@ -179,7 +180,9 @@ class TaskRunner:
             free[task.kind] -= 1
             job = asyncio.get_running_loop().create_task(self._run(task, token))
             self._running[task.kind].add(job)
+            self._claims[job] = (task.id, token)
             job.add_done_callback(self._running[task.kind].discard)
+            job.add_done_callback(lambda done: self._claims.pop(done, None))
             started += 1
         return started
 
@@ -187,13 +190,15 @@ class TaskRunner:
         """Let running tasks finish (graceful stop). Those still running after ``timeout``
         are cancelled and handed back at once, so that another replica takes them over now
         rather than when their lease would have run out."""
+        self._stopping = True  # nothing new is claimed from here on
         running = [job for jobs in self._running.values() for job in jobs]
         if not running:
             return
         _, pending = await asyncio.wait(running, timeout=timeout)
         if not pending:
             return
-        held = list(self._claims.values())  # read before the cancelled runs forget them
+        # exactly the runs cut short, read before their end forgets them
+        held = [self._claims[job] for job in pending if job in self._claims]
         for job in pending:
             job.cancel()
         await asyncio.wait(pending, timeout=5)
@@ -201,8 +206,12 @@ class TaskRunner:
         for task_id, token in held:
             await self.db.run(_settle(task_id, token, status="pending", claim=None))
 
-    async def _heartbeat(self, task_id: str, token: str, lease: timedelta) -> None:
-        """Renew the lease while the handler runs; stops by itself once the claim is lost."""
+    async def _heartbeat(
+        self, task_id: str, token: str, lease: timedelta, run: asyncio.Task[Any]
+    ) -> None:
+        """Renew the lease while the handler runs. A claim found lost (this process stalled
+        past its lease and another worker took the task) stops the run: two workers must
+        not send the same email."""
         while True:
             await asyncio.sleep(lease.total_seconds() / 3)
             try:
@@ -211,14 +220,18 @@ class TaskRunner:
                 log.warning("could not renew the lease of task %s", task_id, exc_info=True)
                 continue
             if not held:
-                log.warning("task %s: lease lost (taken over after a stall)", task_id)
+                log.warning("task %s: lease lost (taken over after a stall); stopping it", task_id)
+                run.cancel()
                 return
 
     async def _run(self, task: Task, token: str) -> None:
         kind = self.kinds[task.kind]
         attempts = task.attempts + 1
-        beat = asyncio.get_running_loop().create_task(self._heartbeat(task.id, token, kind.lease))
-        self._claims[task.id] = (task.id, token)
+        this = asyncio.current_task()
+        assert this is not None
+        beat = asyncio.get_running_loop().create_task(
+            self._heartbeat(task.id, token, kind.lease, this)
+        )
         try:
             await kind.handler(task)
         except Exception as exc:  # every failure is recorded, none kills the pass
@@ -256,7 +269,6 @@ class TaskRunner:
             return
         finally:
             beat.cancel()
-            self._claims.pop(task.id, None)
         metrics.task_outcome(task.kind, "done")
         await self.db.run(
             _settle(

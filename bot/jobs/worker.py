@@ -169,7 +169,7 @@ class Worker:
         self._wakeup_task.cancel()
         await self.tasks.drain(timeout=10)
         try:
-            async with asyncio.timeout(30):
+            async with asyncio.timeout(10):
                 async with self._busy:
                     pass
         except TimeoutError:

@@ -186,7 +186,7 @@ def identity_from_pems(pems: dict[str, bytes], root_pem: Path | None) -> SealIde
         self_signed=True,
         root_pem=root_pem,
     )
-    _warn_expiry(identity, root_pem or Path(SEAL_PEM))
+    _warn_expiry(identity, root_pem.with_name(SEAL_PEM) if root_pem else Path(SEAL_PEM))
     return identity
 
 

@@ -16,11 +16,15 @@ export for operators and for ``signbot verify``'s default; the key never goes to
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import logging
 import os
 import tempfile
 from pathlib import Path
+
+from cryptography.exceptions import InvalidTag
 
 from bot.db import Database
 from bot.deployment import box_key, get_or_create
@@ -69,36 +73,51 @@ def load_shared_identity(
             }
         )
 
+    stored_json = get_or_create(db, SETTING, make)  # database errors are not damage
     try:
-        stored = json.loads(get_or_create(db, SETTING, make))
+        stored = json.loads(stored_json)
         pems = {
             ROOT_PEM: stored["root"].encode(),
             SEAL_PEM: stored["cert"].encode(),
             SEAL_KEY_PEM: box.open(stored["key"]).encode(),
         }
-        root_file = _export(seal_dir, pems)
-        identity = identity_from_pems(pems, root_file)
-    except SealIdentityError:
-        raise
-    except Exception as exc:  # a damaged row, or a secret box key that changed
+        identity = identity_from_pems(pems, None)
+    except (ValueError, KeyError, TypeError, InvalidTag) as exc:
+        # a damaged row, or a secret box key that changed
         raise SealIdentityError(
             f"cannot load the sealing identity kept in the database ({type(exc).__name__}: "
             f"{exc}); set SIGNBOT_SEAL_P12, or delete the deployment setting {SETTING!r} to "
             "generate a new one (its root must then be trusted again)"
         ) from exc
+    root_file = _export(seal_dir, pems)
+    identity = dataclasses.replace(identity, root_pem=root_file)
     warn_self_signed(identity)
     return identity
 
 
 def _export(seal_dir: Path, pems: dict[str, bytes]) -> Path | None:
     """Write the certificates (never the key) where operators and ``signbot verify`` look;
-    a read-only data directory only costs the export, not the seal."""
+    a read-only data directory only costs the export, not the seal.
+
+    Files of another identity found there (a replica that generated its own before the
+    identity moved into the database) are kept beside, renamed after their fingerprint, so
+    documents sealed with them can still be verified (``signbot verify --root``)."""
     try:
         seal_dir.mkdir(parents=True, exist_ok=True)
         for name in (ROOT_PEM, SEAL_PEM):
             target = seal_dir / name
-            if target.exists() and target.read_bytes() == pems[name]:
-                continue
+            if target.exists():
+                old = target.read_bytes()
+                if old == pems[name]:
+                    continue
+                kept = seal_dir / f"{target.stem}-{hashlib.sha256(old).hexdigest()[:12]}.pem"
+                os.replace(target, kept)
+                log.warning(
+                    "%s held another sealing identity's certificate than the deployment's: "
+                    "kept as %s (to verify documents sealed with it), replaced",
+                    target,
+                    kept.name,
+                )
             fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=seal_dir)
             with os.fdopen(fd, "wb") as out:
                 out.write(pems[name])

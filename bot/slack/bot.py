@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -166,12 +167,13 @@ class SlackBot:
     async def _ensure_webhook(self) -> None:
         # Replicas start together: one registers, the others wait for its secret (else each
         # would register its own subscription and every event would come twice).
-        if not await store.try_lock(self.db, "webhook-registration", REGISTRATION_LOCK):
+        token = secrets.token_hex(8)
+        if not await store.try_lock(self.db, "webhook-registration", token, REGISTRATION_LOCK):
             raise ProviderError("another replica is registering the webhook")
         try:
             await self._register_unless_known()
         finally:
-            await self.db.run(lambda s: store.unlock(s, "webhook-registration"))
+            await self.db.run(lambda s: store.unlock(s, "webhook-registration", token))
 
     async def _register_unless_known(self) -> None:
         known = await self.db.run(lambda s: s.get(store.BotSetting, "webhook_secret"))
@@ -218,16 +220,18 @@ class SlackBot:
         # Claimed before the work. A redelivery of a handled event is acknowledged; one that
         # arrives while another replica is still on it is asked to come back, so that the
         # event survives that replica dying mid-way (its claim runs out).
-        claimed = await store.claim(self.db, event_id)
+        token = secrets.token_hex(8)
+        claimed = await store.claim(self.db, event_id, token)
         if claimed == "done":
             return {"duplicate": True}
-        if claimed == "busy":
+        if claimed == "busy":  # 503, not 4xx: senders retry a 5xx, and some drop a 4xx
             return JSONResponse(
                 {"error": "this event is being handled; retry later"},
-                status_code=409,
+                status_code=503,
                 headers={"Retry-After": "30"},
             )
         name = str(event.get("event") or event.get("type"))
+        keeper = asyncio.create_task(self._keep_claim(event_id, token))
         try:
             silenced = await install.silenced(self.db, row.team_id)
             client = None if silenced else await self.client_for(row.team_id)
@@ -237,14 +241,29 @@ class SlackBot:
                 with self.core.bound(client):
                     await notices.follow(self.core, row, name, data)
         except Exception:
+            keeper.cancel()
             # given back: the provider's retry does it again
-            await self.db.run(lambda s: store.release_delivery(s, event_id))
+            await self.db.run(lambda s: store.release_delivery(s, event_id, token))
             log.exception(
                 "webhook %s for request %s failed; the provider will retry", event_id, row.id
             )
             return JSONResponse({"error": "could not handle the event yet"}, status_code=503)
-        await self.db.run(lambda s: store.finish_delivery(s, event_id))
+        finally:
+            keeper.cancel()
+        await self.db.run(lambda s: store.finish_delivery(s, event_id, token))
         return {"ok": True}
+
+    async def _keep_claim(self, event_id: str, token: str) -> None:
+        """Renew the claim on a delivery while its Slack calls take their time (a large PDF,
+        Slack's rate limits), so that no other replica handles it meanwhile."""
+        every = store.DELIVERY_CLAIM.total_seconds() / 3
+        while True:
+            await asyncio.sleep(every)
+            try:
+                if not await self.db.run(lambda s: store.renew_delivery(s, event_id, token)):
+                    return
+            except Exception:  # the database may be restarting: try again next time
+                log.warning("could not renew the claim on webhook %s", event_id, exc_info=True)
 
     async def _absorb_quietly(self, row: SignRequest) -> None:
         """The workspace uninstalled signbot (or has no install): the row keeps up, Slack

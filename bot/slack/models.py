@@ -69,8 +69,10 @@ class SeenDelivery(SQLModel, table=True):
     seen_at: datetime = Field(default_factory=utcnow, index=True)
     done: bool = Field(default=False, sa_column_kwargs={"server_default": sa_true()})
     """The Slack posts for this event went out."""
+    claim: str | None = Field(default=None, max_length=32)
+    """While not done: the attempt handling it (only that attempt may finish or release it)."""
     claimed_until: datetime | None = None
-    """While not done: until when the replica handling it holds it."""
+    """While not done: until when that attempt holds it (renewed while it works)."""
 
 
 class BotSetting(SQLModel, table=True):

@@ -6,7 +6,7 @@ Functions take a session and never commit: the caller's ``Database.run`` is the 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from sqlalchemy import func, or_, update
@@ -72,22 +72,13 @@ def touch(request: SignRequest, **values: Any) -> None:
     request.updated_at = utcnow()
 
 
-def first_time(session: Session, event_id: str) -> bool:
-    """Record a webhook delivery; False when it was seen before (a redelivery)."""
-    if session.get(SeenDelivery, event_id) is not None:
-        return False
-    session.add(SeenDelivery(event_id=event_id))
-    session.flush()
-    return True
-
-
-#: How long a replica holds a delivery it is handling: longer than the Slack calls of one
-#: event take; a replica killed meanwhile lets the provider's next retry handle it.
+#: How long a replica holds a delivery it is handling without renewing its claim; a replica
+#: killed meanwhile lets the provider's next retry handle the event.
 DELIVERY_CLAIM = timedelta(seconds=60)
 
 
-def claim_delivery(session: Session, event_id: str) -> Claim:
-    """Take a webhook delivery for handling.
+def claim_delivery(session: Session, event_id: str, token: str) -> Claim:
+    """Take a webhook delivery for handling under the claim ``token``.
 
     ``"new"``: ours to handle. ``"done"``: handled already (a redelivery: acknowledge).
     ``"busy"``: another attempt is handling it right now (ask the provider to retry later, so
@@ -97,7 +88,9 @@ def claim_delivery(session: Session, event_id: str) -> Claim:
     now = utcnow()
     row = session.get(SeenDelivery, event_id)
     if row is None:
-        session.add(SeenDelivery(event_id=event_id, claimed_until=now + DELIVERY_CLAIM))
+        session.add(
+            SeenDelivery(event_id=event_id, claim=token, claimed_until=now + DELIVERY_CLAIM)
+        )
         session.flush()
         return "new"
     if row.done:
@@ -112,35 +105,52 @@ def claim_delivery(session: Session, event_id: str) -> Claim:
                 col(SeenDelivery.claimed_until) < now,
             ),
         )
-        .values(claimed_until=now + DELIVERY_CLAIM)
+        .values(claim=token, claimed_until=now + DELIVERY_CLAIM)
         .execution_options(synchronize_session=False)
     )
     return "new" if result.rowcount == 1 else "busy"
 
 
-async def claim(db: Database, event_id: str) -> Claim:
+async def claim(db: Database, event_id: str, token: str) -> Claim:
     try:
-        return await db.run(lambda s: claim_delivery(s, event_id))
+        return await db.run(lambda s: claim_delivery(s, event_id, token))
     except IntegrityError:
         return "busy"
 
 
-def finish_delivery(session: Session, event_id: str) -> None:
+def _held(event_id: str, token: str) -> Any:
+    return (col(SeenDelivery.event_id) == event_id) & (col(SeenDelivery.claim) == token)
+
+
+def renew_delivery(session: Session, event_id: str, token: str) -> bool:
+    """Extend the claim while the handling goes on (a slow upload to Slack); False when it
+    was lost."""
+    result = session.exec(  # type: ignore[call-overload]
+        update(SeenDelivery)
+        .where(_held(event_id, token), col(SeenDelivery.done).is_(False))
+        .values(claimed_until=utcnow() + DELIVERY_CLAIM)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)
+
+
+def finish_delivery(session: Session, event_id: str, token: str) -> None:
     """The event's Slack posts went out: redeliveries are acknowledged from now on."""
     session.exec(  # type: ignore[call-overload]
         update(SeenDelivery)
-        .where(col(SeenDelivery.event_id) == event_id)
-        .values(done=True, claimed_until=None)
+        .where(_held(event_id, token))
+        .values(done=True, claim=None, claimed_until=None)
         .execution_options(synchronize_session=False)
     )
 
 
-def release_delivery(session: Session, event_id: str) -> None:
-    """Give a delivery back after its handling failed, so the provider's retry is handled."""
+def release_delivery(session: Session, event_id: str, token: str) -> None:
+    """Give a delivery back after its handling failed, so the provider's retry is handled;
+    only while this attempt still holds it (a successor's claim is never cleared)."""
     session.exec(  # type: ignore[call-overload]
         update(SeenDelivery)
-        .where(col(SeenDelivery.event_id) == event_id, col(SeenDelivery.done).is_(False))
-        .values(claimed_until=None)
+        .where(_held(event_id, token), col(SeenDelivery.done).is_(False))
+        .values(claim=None, claimed_until=None)
         .execution_options(synchronize_session=False)
     )
 
@@ -162,23 +172,27 @@ def put_setting(session: Session, key: str, value: str) -> None:
 # ------------------------------------------------------------------ a lock between replicas
 
 
-async def try_lock(db: Database, name: str, ttl: timedelta) -> bool:
-    """Take the lock ``name`` for ``ttl`` (a row of the settings table; a replica that dies
-    holding it loses it when it runs out). False when another replica holds it."""
+async def try_lock(db: Database, name: str, token: str, ttl: timedelta) -> bool:
+    """Take the lock ``name`` for ``ttl`` as ``token`` (a row of the settings table holding
+    ``expiry|token``; a replica that dies holding it loses it when it runs out). False when
+    another replica holds it."""
     key = f"lock:{name}"
     now = utcnow()
-    until = (now + ttl).isoformat()
+    value = f"{(now + ttl).isoformat()}|{token}"
 
     def take(session: Session) -> bool:
         row = session.get(BotSetting, key)
         if row is None:
-            session.add(BotSetting(key=key, value=until))
+            session.add(BotSetting(key=key, value=value))
             session.flush()
             return True
+        expiry = datetime.fromisoformat(row.value.partition("|")[0])
+        if expiry >= now:
+            return False
         result = session.exec(  # type: ignore[call-overload]
             update(BotSetting)
-            .where(col(BotSetting.key) == key, col(BotSetting.value) < now.isoformat())
-            .values(value=until)
+            .where(col(BotSetting.key) == key, col(BotSetting.value) == row.value)
+            .values(value=value)
             .execution_options(synchronize_session=False)
         )
         return bool(result.rowcount)
@@ -189,7 +203,8 @@ async def try_lock(db: Database, name: str, ttl: timedelta) -> bool:
         return False
 
 
-def unlock(session: Session, name: str) -> None:
+def unlock(session: Session, name: str, token: str) -> None:
+    """Release the lock if ``token`` still holds it (not a successor's, after it ran out)."""
     row = session.get(BotSetting, f"lock:{name}")
-    if row is not None:
+    if row is not None and row.value.partition("|")[2] == token:
         session.delete(row)

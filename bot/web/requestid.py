@@ -18,6 +18,7 @@ import random
 import re
 import time
 from typing import Any
+from urllib.parse import quote
 
 from bot import metrics
 from bot.logs import REQUEST_ID
@@ -27,6 +28,9 @@ access_log = logging.getLogger("signbot.access")
 _SANE = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _HEADER = b"x-request-id"
+
+#: Characters a path keeps when it is logged (RFC 3986 pchar and "/"); the rest is escaped.
+_PATH_SAFE = "/:@!$&'()*+,;=-._~"
 
 
 def _request_id(headers: list[tuple[bytes, bytes]]) -> str:
@@ -95,17 +99,19 @@ class RequestContext:
             client = scope.get("client")
             ip = client[0] if client else "-"
             ms = round(seconds * 1000, 2)
+            # percent-encoded as on the wire: a decoded %0A must not start a forged line
+            path = quote(scope["path"], safe=_PATH_SAFE)
             access_log.info(
                 '%s "%s %s" %d %.1f ms',
                 ip,
                 method,
-                scope["path"],
+                path,
                 status,
                 ms,
                 extra={
                     "method": method,
                     "route": route,
-                    "path": scope["path"],
+                    "path": path,
                     "status": status,
                     "duration_ms": ms,
                     "client": ip,

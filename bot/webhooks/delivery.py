@@ -35,6 +35,8 @@ from bot.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 log = logging.getLogger("signbot.webhooks")
 
 LEASE = timedelta(seconds=60)
+#: Seconds a delivery pass's claim outlives its HTTP calls, at least.
+MIN_LEASE_MARGIN = 15.0
 BATCH = 50
 CONCURRENCY = 16
 USER_AGENT = "signbot-webhooks/1"
@@ -354,7 +356,11 @@ class Deliverer:
         )
         self._claims: set[str] = set()
         # Long enough for a whole pass of timeouts, so a live worker never loses its rows.
-        self.lease = timedelta(seconds=timeout * -(-BATCH // CONCURRENCY) + lease_margin)
+        # The margin covers what is not an HTTP call (a pooled connection, prepare, record):
+        # never under 15 s, whatever SIGNBOT_JOBS_LEASE_SECONDS says.
+        self.lease = timedelta(
+            seconds=timeout * -(-BATCH // CONCURRENCY) + max(lease_margin, MIN_LEASE_MARGIN)
+        )
 
     async def run_once(self) -> int:
         """One pass: claim, send concurrently, record. Returns the number of attempts made."""

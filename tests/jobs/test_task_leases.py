@@ -146,3 +146,56 @@ async def test_a_graceful_stop_hands_unfinished_work_back_at_once(db: Database) 
     assert await successor.run_once() == 1  # no five-minute wait for the lease
     await successor.drain(timeout=5)
     assert done == [task_id]
+
+
+async def test_a_stop_hands_back_only_the_runs_it_cut_short_and_claims_nothing_more(
+    db: Database,
+) -> None:
+    async def hangs(task: Task) -> None:
+        await asyncio.sleep(3600)
+
+    async def quick(task: Task) -> None:
+        return None
+
+    runner = TaskRunner(db, {"slow": Kind(hangs), "fast": Kind(quick)})
+    slow = db.run_sync(lambda s: enqueue(s, "slow", {}))
+    fast = db.run_sync(lambda s: enqueue(s, "fast", {}))
+    assert await runner.run_once() == 2
+    await _until(lambda: _task(db, fast).status == "done")
+    stopping = asyncio.create_task(runner.drain(timeout=0.5))
+    await asyncio.sleep(0.1)
+    later = db.run_sync(lambda s: enqueue(s, "fast", {}))
+    assert await runner.run_once() == 0  # a tick during the stop takes nothing new
+    await stopping
+    assert (_task(db, slow).status, _task(db, slow).claim) == ("pending", None)
+    assert _task(db, fast).status == "done"  # finished work is not handed back
+    assert (_task(db, later).status, _task(db, later).claim) == ("pending", None)
+
+
+async def test_a_run_whose_lease_was_taken_over_is_stopped(db: Database) -> None:
+    from sqlalchemy import update
+
+    started = asyncio.Event()
+    stopped = asyncio.Event()
+
+    async def hangs(task: Task) -> None:
+        started.set()
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            stopped.set()
+            raise
+
+    runner = TaskRunner(db, {"work": Kind(hangs, lease=LEASE)})
+    task_id = _enqueue(db)
+    assert await runner.run_once() == 1
+    await started.wait()
+    # this process stalled past its lease and another worker claimed the task meanwhile
+    db.run_sync(
+        lambda s: s.exec(  # type: ignore[call-overload]
+            update(Task).where(Task.id == task_id).values(claim="claim:successor")
+        )
+    )
+    await asyncio.wait_for(stopped.wait(), timeout=5)
+    row = _task(db, task_id)
+    assert (row.status, row.claim) == ("running", "claim:successor")  # the successor's, intact

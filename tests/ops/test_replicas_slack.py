@@ -173,7 +173,7 @@ def test_each_slack_post_once_though_every_webhook_hits_both_replicas(bots: Bots
     assert len(bots.balancer.raced) >= 2 * 3  # envelope.sent, recipient.signed, completed…
     statuses = Counter(bots.balancer.raced)
     assert statuses[200] >= len(bots.balancer.raced) // 2
-    assert set(statuses) <= {200, 409}, statuses
+    assert set(statuses) <= {200, 503}, statuses  # 503: "being handled; retry later"
 
     uploads = [
         c for c in fake.calls("files.completeUploadExternal") if request.message_ts in str(c.params)

@@ -66,3 +66,17 @@ def test_a_damaged_stored_identity_is_a_clear_error(db: Database, tmp_path: Path
     db.run_sync(damage)
     with pytest.raises(SealIdentityError, match="SIGNBOT_SEAL_P12"):
         load_shared_identity(db, tmp_path / "b", None, None)
+
+
+def test_a_replicas_own_older_identity_is_kept_beside_not_lost(db: Database, tmp_path: Path):
+    deployment = load_shared_identity(db, tmp_path / "first", None, None)
+    own = load_identity(tmp_path / "second", None, None)  # generated before the upgrade
+    own_root = (tmp_path / "second" / "seal" / "root.pem").read_bytes()
+    shared = load_shared_identity(db, tmp_path / "second", None, None)
+    assert shared.cert.dump() == deployment.cert.dump() != own.cert.dump()
+    seal = tmp_path / "second" / "seal"
+    assert (seal / "root.pem").read_bytes() == (
+        tmp_path / "first" / "seal" / "root.pem"
+    ).read_bytes()
+    kept = list(seal.glob("root-*.pem"))
+    assert len(kept) == 1 and kept[0].read_bytes() == own_root  # old documents still verify

@@ -49,36 +49,55 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
 
 
 async def test_handled_once_then_acknowledged(db: Database) -> None:
-    assert await store.claim(db, "evt_1") == "new"
-    assert await store.claim(db, "evt_1") == "busy"  # still being handled
-    await db.run(lambda s: store.finish_delivery(s, "evt_1"))
-    assert await store.claim(db, "evt_1") == "done"
+    assert await store.claim(db, "evt_1", "a") == "new"
+    assert await store.claim(db, "evt_1", "b") == "busy"  # still being handled
+    await db.run(lambda s: store.finish_delivery(s, "evt_1", "a"))
+    assert await store.claim(db, "evt_1", "c") == "done"
 
 
 async def test_failed_handling_is_given_back(db: Database) -> None:
-    assert await store.claim(db, "evt_2") == "new"
-    await db.run(lambda s: store.release_delivery(s, "evt_2"))
-    assert await store.claim(db, "evt_2") == "new"
+    assert await store.claim(db, "evt_2", "a") == "new"
+    await db.run(lambda s: store.release_delivery(s, "evt_2", "a"))
+    assert await store.claim(db, "evt_2", "b") == "new"
 
 
-async def test_a_dead_replicas_claim_runs_out(db: Database) -> None:
-    assert await store.claim(db, "evt_3") == "new"
-    # the replica handling it was killed: nobody finishes or releases; time passes
+def _time_passes(db: Database, event_id: str) -> None:
     past = utcnow() - timedelta(seconds=1)
     db.run_sync(
         lambda s: s.exec(  # type: ignore[call-overload]
-            update(SeenDelivery).where(SeenDelivery.event_id == "evt_3").values(claimed_until=past)
+            update(SeenDelivery).where(SeenDelivery.event_id == event_id).values(claimed_until=past)
         )
     )
-    assert await store.claim(db, "evt_3") == "new"
-    assert await store.claim(db, "evt_3") == "busy"
+
+
+async def test_a_dead_replicas_claim_runs_out(db: Database) -> None:
+    assert await store.claim(db, "evt_3", "a") == "new"
+    _time_passes(db, "evt_3")  # replica a was killed: nobody finishes or releases
+    assert await store.claim(db, "evt_3", "b") == "new"
+    assert await store.claim(db, "evt_3", "c") == "busy"
+
+
+async def test_a_stale_holder_can_neither_release_nor_finish_its_successors_claim(
+    db: Database,
+) -> None:
+    assert await store.claim(db, "evt_5", "slow") == "new"
+    _time_passes(db, "evt_5")  # "slow" stalled past its claim
+    assert await store.claim(db, "evt_5", "next") == "new"
+    await db.run(lambda s: store.release_delivery(s, "evt_5", "slow"))
+    assert await store.claim(db, "evt_5", "third") == "busy"  # "next" still holds it
+    await db.run(lambda s: store.finish_delivery(s, "evt_5", "slow"))
+    assert await store.claim(db, "evt_5", "third") == "busy"  # not marked done by "slow"
+    assert not await db.run(lambda s: store.renew_delivery(s, "evt_5", "slow"))
+    assert await db.run(lambda s: store.renew_delivery(s, "evt_5", "next"))
+    await db.run(lambda s: store.finish_delivery(s, "evt_5", "next"))
+    assert await store.claim(db, "evt_5", "third") == "done"
 
 
 async def test_a_finished_event_is_never_released(db: Database) -> None:
-    assert await store.claim(db, "evt_4") == "new"
-    await db.run(lambda s: store.finish_delivery(s, "evt_4"))
-    await db.run(lambda s: store.release_delivery(s, "evt_4"))
-    assert await store.claim(db, "evt_4") == "done"
+    assert await store.claim(db, "evt_4", "a") == "new"
+    await db.run(lambda s: store.finish_delivery(s, "evt_4", "a"))
+    await db.run(lambda s: store.release_delivery(s, "evt_4", "a"))
+    assert await store.claim(db, "evt_4", "b") == "done"
 
 
 async def test_one_replica_at_a_time_registers_the_webhook(db: Database) -> None:
@@ -86,18 +105,20 @@ async def test_one_replica_at_a_time_registers_the_webhook(db: Database) -> None
 
     from bot.slack.models import BotSetting
 
-    takes = await asyncio.gather(
-        *(store.try_lock(db, "webhook-registration", timedelta(seconds=60)) for _ in range(4))
-    )
+    lock, ttl = "webhook-registration", timedelta(seconds=60)
+    takes = await asyncio.gather(*(store.try_lock(db, lock, f"r{i}", ttl) for i in range(4)))
     assert sorted(takes) == [False, False, False, True]
-    # a holder that died: its lock runs out and the next replica gets it
+    holder = f"r{takes.index(True)}"
+    # the holder stalled: its lock runs out and the next replica gets it
     db.run_sync(
         lambda s: s.exec(  # type: ignore[call-overload]
             update(BotSetting)
-            .where(BotSetting.key == "lock:webhook-registration")
-            .values(value=(utcnow() - timedelta(seconds=1)).isoformat())
+            .where(BotSetting.key == f"lock:{lock}")
+            .values(value=f"{(utcnow() - timedelta(seconds=1)).isoformat()}|{holder}")
         )
     )
-    assert await store.try_lock(db, "webhook-registration", timedelta(seconds=60))
-    await db.run(lambda s: store.unlock(s, "webhook-registration"))
-    assert await store.try_lock(db, "webhook-registration", timedelta(seconds=60))
+    assert await store.try_lock(db, lock, "next", ttl)
+    await db.run(lambda s: store.unlock(s, lock, holder))  # the stale holder's unlock...
+    assert not await store.try_lock(db, lock, "third", ttl)  # ...leaves "next" holding it
+    await db.run(lambda s: store.unlock(s, lock, "next"))
+    assert await store.try_lock(db, lock, "third", ttl)
