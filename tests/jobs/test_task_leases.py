@@ -14,43 +14,19 @@ from pathlib import Path
 import pytest
 from sqlmodel import select
 
-from bot import migrations
 from bot.db import Database
 from bot.jobs.models import Task
 from bot.jobs.tasks import Kind, TaskRunner, enqueue
-from tests.conftest import PG_URL
-from tests.support.pg import throwaway_database
+from tests.conftest import BACKENDS, PG_URL
+from tests.support.pg import migrated_database
 
 LEASE = timedelta(seconds=0.6)
 
 
-@pytest.fixture(
-    params=[
-        "sqlite",
-        pytest.param(
-            "postgresql",
-            marks=[
-                pytest.mark.postgres,
-                pytest.mark.skipif(not PG_URL, reason="SIGNBOT_TEST_DATABASE_URL is not set"),
-            ],
-        ),
-    ],
-)
+@pytest.fixture(params=BACKENDS)
 def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    if request.param == "sqlite":
-        database = Database(f"sqlite:///{(tmp_path / 'signbot.db').resolve()}")
-        migrations.upgrade(database)
+    with migrated_database(request.param, tmp_path, PG_URL, prefix="signbot_lease") as database:
         yield database
-        database.dispose()
-        return
-    assert PG_URL
-    with throwaway_database(PG_URL, prefix="signbot_lease") as url:
-        database = Database(url)
-        try:
-            migrations.upgrade(database)
-            yield database
-        finally:
-            database.dispose()
 
 
 def _task(db: Database, task_id: str) -> Task:

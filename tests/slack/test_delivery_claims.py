@@ -10,42 +10,18 @@ from pathlib import Path
 import pytest
 from sqlalchemy import update
 
-from bot import migrations
 from bot.db import Database
 from bot.slack import store
 from bot.slack.models import SeenDelivery
 from bot.timeutil import utcnow
-from tests.conftest import PG_URL
-from tests.support.pg import throwaway_database
+from tests.conftest import BACKENDS, PG_URL
+from tests.support.pg import migrated_database
 
 
-@pytest.fixture(
-    params=[
-        "sqlite",
-        pytest.param(
-            "postgresql",
-            marks=[
-                pytest.mark.postgres,
-                pytest.mark.skipif(not PG_URL, reason="SIGNBOT_TEST_DATABASE_URL is not set"),
-            ],
-        ),
-    ],
-)
+@pytest.fixture(params=BACKENDS)
 def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    if request.param == "sqlite":
-        database = Database(f"sqlite:///{(tmp_path / 'signbot.db').resolve()}")
-        migrations.upgrade(database)
+    with migrated_database(request.param, tmp_path, PG_URL, prefix="signbot_claims") as database:
         yield database
-        database.dispose()
-        return
-    assert PG_URL
-    with throwaway_database(PG_URL, prefix="signbot_claims") as url:
-        database = Database(url)
-        try:
-            migrations.upgrade(database)
-            yield database
-        finally:
-            database.dispose()
 
 
 async def test_handled_once_then_acknowledged(db: Database) -> None:

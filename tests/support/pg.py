@@ -5,9 +5,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
+
+from bot import migrations
+from bot.db import Database
 
 
 def psycopg_url(url: str) -> str:
@@ -40,3 +44,27 @@ def throwaway_database(url: str, prefix: str = "signbot_t") -> Iterator[str]:
             )
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
         admin.dispose()
+
+
+@contextmanager
+def migrated_database(
+    backend: str, directory: Path, pg_url: str | None, prefix: str = "signbot_t"
+) -> Iterator[Database]:
+    """A migrated database of our own on ``backend`` ("sqlite": a file in ``directory``;
+    "postgresql": a throwaway database beside ``pg_url``), disposed (and dropped) after."""
+    if backend == "sqlite":
+        database = Database(f"sqlite:///{(directory / 'signbot.db').resolve()}")
+        try:
+            migrations.upgrade(database)
+            yield database
+        finally:
+            database.dispose()
+        return
+    assert pg_url, "SIGNBOT_TEST_DATABASE_URL is not set"
+    with throwaway_database(pg_url, prefix=prefix) as url:
+        database = Database(url)
+        try:
+            migrations.upgrade(database)
+            yield database
+        finally:
+            database.dispose()
