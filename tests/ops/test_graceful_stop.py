@@ -100,9 +100,7 @@ def test_work_cut_short_is_handed_back_for_the_next_replica(tmp_path: Path, smtp
     smtp.release()  # the cut-short attempt is refused: it was never sent
 
     # same data: the second process is the same deployment (SQLite file), as after a redeploy
-    second = Replica("b", first.data_dir, env)
-    second.data_dir = first.data_dir
-    second.start()
+    second = Replica("b", first.data_dir, env).start()
     try:
         # well within the 120 s lease: the task was given back, not left to expire
         until(lambda: smtp.to("handover@example.com", "invitation"), timeout=20)

@@ -33,6 +33,7 @@ from tests.support.cluster import (
     WebhookReceiver,
     api,
     create_key,
+    start_together,
     until,
 )
 from tests.support.mailbox import body_text
@@ -120,9 +121,7 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
         # started together, as an orchestrator does: migrations and first-start set-up race
         for replica in (a, b):
             stack.callback(replica.terminate)
-        starters = [_start_async(r) for r in (a, b)]
-        for starter in starters:
-            starter()
+        start_together(a, b)
         admin_key = create_key(a.data_dir, env)
         admin = api(a.url, admin_key)
         stack.callback(admin.close)
@@ -137,29 +136,6 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
         db = Database(database_url)
         stack.callback(db.dispose)
         yield Pair(a, b, admin, db, smtp, sms, hooks, admin_key=admin_key)
-
-
-def _start_async(replica: Replica):  # type: ignore[no-untyped-def]
-    """Start ``replica`` in a thread; the returned function waits for it (and re-raises)."""
-    import threading
-
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            replica.start()
-        except BaseException as exc:  # handed to the waiting test
-            errors.append(exc)
-
-    thread = threading.Thread(target=run)
-    thread.start()
-
-    def wait() -> None:
-        thread.join(timeout=90)
-        if errors:
-            raise errors[0]
-
-    return wait
 
 
 def test_one_rate_limit_budget_per_key_across_replicas(pair: Pair) -> None:

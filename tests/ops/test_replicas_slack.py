@@ -26,7 +26,7 @@ from bot.slack.models import BotSetting, SignRequest
 from bot.webhooks.models import WebhookEndpoint
 from tests.conftest import PG_URL, make_pdf
 from tests.slack.conftest import USERS
-from tests.support.cluster import Replica, RoundRobin, SmtpSink, until
+from tests.support.cluster import Replica, RoundRobin, SmtpSink, start_together, until
 from tests.support.mailbox import sign_link
 from tests.support.pg import throwaway_database
 from tests.support.s3 import moto_server
@@ -90,16 +90,7 @@ def bots(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bots]:
         balancer.fan_out = {"/hooks/esign"}
         for replica in (a, b):
             stack.callback(replica.terminate)
-        # both at once: their first-start set-up (migrations, keys, the webhook) races
-        import threading
-
-        threads = [threading.Thread(target=r.start) for r in (a, b)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=120)
-        for replica in (a, b):
-            assert replica.proc is not None and replica.proc.poll() is None, replica.log()
+        start_together(a, b)
         db = Database(database_url)
         stack.callback(db.dispose)
         until(

@@ -307,6 +307,26 @@ class Replica:
         return path.read_text(errors="replace") if path.exists() else ""
 
 
+def start_together(*replicas: Replica, timeout: float = 120) -> None:
+    """Start replicas at the same time, as an orchestrator does (their first-start set-up
+    races: migrations, keys, the bot's webhook); raises what any of them raised."""
+    errors: list[BaseException] = []
+
+    def start(replica: Replica) -> None:
+        try:
+            replica.start()
+        except BaseException as exc:  # handed to the caller
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start, args=(r,)) for r in replicas]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=timeout)
+    if errors:
+        raise errors[0]
+
+
 def create_key(data_dir: Path, env: dict[str, str], environment: str = "live") -> str:
     """A key of the default account, made with the CLI against the shared database."""
     done = subprocess.run(

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.servers import free_port
+from tests.support.servers import free_port, stop_process
 
 
 class RedisServer:
@@ -62,15 +62,7 @@ class RedisServer:
         """Stop it (``kill``: SIGKILL, as a crash) and wait until it is gone."""
         if self.proc is None:
             return
-        if kill:
-            self.proc.kill()
-        else:
-            self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
+        stop_process(self.proc, kill=kill)
         self.proc = None
 
     def ping(self) -> bool:

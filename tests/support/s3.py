@@ -17,7 +17,7 @@ import httpx
 from botocore.config import Config
 
 from bot.documents.s3 import S3Options
-from tests.support.servers import free_port
+from tests.support.servers import free_port, stop_process
 
 ACCESS_KEY_ID = "signbot-test-key"
 SECRET_ACCESS_KEY = "signbot-test-secret"  # moto accepts any credentials
@@ -72,13 +72,7 @@ class S3Server:
         return sorted(item["Key"] for page in pages for item in page.get("Contents", []))
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
+        stop_process(self.proc)
 
 
 @contextmanager

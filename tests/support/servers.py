@@ -129,3 +129,19 @@ def node_major() -> int | None:
     out = subprocess.run([node, "--version"], capture_output=True, text=True, check=False)
     match = re.match(r"v(\d+)\.", out.stdout.strip())
     return int(match.group(1)) if match else None
+
+
+def stop_process(proc: subprocess.Popen[Any], *, kill: bool = False, timeout: float = 10) -> None:
+    """Stop a server process (SIGTERM, or SIGKILL as a crash) and wait until it is gone;
+    one that ignores SIGTERM is killed."""
+    if proc.poll() is not None:
+        return
+    if kill:
+        proc.kill()
+    else:
+        proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=timeout)

@@ -50,6 +50,7 @@ from bot.db import Database
 from bot.timeutil import utcnow
 from bot.webhooks.models import WebhookDelivery, WebhookEndpoint
 from tests.conftest import PG_URL, make_pdf
+from tests.support.cluster import until as eventually
 from tests.support.pg import throwaway_database
 from tests.support.servers import free_port, signbot_serve, uvicorn_thread, wait_healthy
 
@@ -211,17 +212,6 @@ def receiver() -> Iterator[Receiver]:
     r = Receiver()
     yield r
     r.stop()
-
-
-def eventually(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
 
 
 # ---------------------------------------------------------------------------- signbot
