@@ -1,7 +1,8 @@
 """A server that really sends mail: SMTP to an aiosmtpd on loopback, tasks every 0.2 s.
 
 Its own database (and data dir): its worker must not share tasks with the suite's main server,
-whose mail goes to files.
+whose mail goes to files. Scoped to this package: its worker ticks five times a second, and
+it should not keep doing so through the rest of the suite.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ class MailServer(Server):
     mailbox: Mailbox = None  # type: ignore[assignment]
 
 
-@pytest.fixture(scope="session", params=BACKENDS)
+@pytest.fixture(scope="package", params=BACKENDS)
 def mail_server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[MailServer]:
