@@ -22,6 +22,7 @@ from bot.accounts.routes import router as accounts_router
 from bot.config import Settings
 from bot.db import Database, check_reachable, database_unavailable
 from bot.deployment import box_key, signing_secret
+from bot.documents import purge
 from bot.documents.previews import Previews
 from bot.documents.routes import router as documents_router
 from bot.documents.storage import storage_from_settings
@@ -37,6 +38,7 @@ from bot.signing.shared_identity import load_shared_identity
 from bot.signing.verify import load_roots
 from bot.slack.reminders import SlackReminders
 from bot.slack.reminders import schedule as schedule_reminders
+from bot.slack.reminders import schedule_housekeeping as schedule_slack_housekeeping
 from bot.templates.registry import Registry
 from bot.templates.routes import router as templates_router
 from bot.web.auth import Authenticator, RateLimitHeaders
@@ -107,6 +109,7 @@ def create_app(
             if slack is not None:
                 job = SlackReminders(db, slack.provider, slack.client_for, unseal=slack.unseal)
                 schedule_reminders(worker.scheduler, job, max(settings.jobs_interval_seconds, 5))
+                schedule_slack_housekeeping(worker.scheduler, db)
             app.state.worker = worker
         flusher = asyncio.create_task(_flush_periodically(authenticator))
         try:
@@ -185,7 +188,7 @@ def create_app(
 
 
 def _task_kinds(app: FastAPI, settings: Settings) -> dict[str, Kind]:
-    """The background tasks and their handlers: sealing, email, SMS."""
+    """The background tasks and their handlers: sealing, email, SMS, removing files."""
     state = app.state
     identity = load_shared_identity(
         state.db, settings.data_dir, settings.seal_p12, settings.seal_p12_password
@@ -203,6 +206,8 @@ def _task_kinds(app: FastAPI, settings: Settings) -> dict[str, Kind]:
         "finalize": Kind(finalizer, max_attempts=None, lease=lease, concurrency=2),
         "mail": Kind(mailer.mail, max_attempts=8, lease=lease, on_give_up=mailer.give_up_mail),
         "sms": Kind(mailer.sms, max_attempts=6, lease=lease, on_give_up=mailer.give_up_sms),
+        # never given up either: a deleted document's files must not linger in the store
+        purge.KIND: Kind(purge.Purger(state.storage), max_attempts=None, lease=lease),
     }
 
 

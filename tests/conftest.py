@@ -11,6 +11,7 @@ import io
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,16 +85,24 @@ def server(
     database_url = None
     if backend == "postgresql":
         database_url = request.getfixturevalue("throwaway_pg")
-    port = free_port()
     settings = Settings(
-        data_dir=data_dir, database_url=database_url, port=port, redis_url=REDIS_URL
+        data_dir=data_dir, database_url=database_url, port=free_port(), redis_url=REDIS_URL
     )
+    with served_app(settings, backend) as served:
+        yield served
+
+
+@contextmanager
+def served_app(settings: Settings, backend: str = "sqlite") -> Iterator[Server]:
+    """The app ``settings`` describe, migrated and served over HTTP on ``settings.port``."""
     db = Database(settings.effective_database_url)
-    migrations.upgrade(db)
-    app = create_app(settings, db)
-    with uvicorn_thread(app, port) as base:
-        yield Server(base, settings, db, app, backend)
-    db.dispose()
+    try:
+        migrations.upgrade(db)
+        app = create_app(settings, db)
+        with uvicorn_thread(app, settings.port) as base:
+            yield Server(base, settings, db, app, backend)
+    finally:
+        db.dispose()
 
 
 @dataclass

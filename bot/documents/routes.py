@@ -14,7 +14,7 @@ from fastapi.responses import FileResponse, StreamingResponse
 from sqlmodel import Session
 
 from bot.accounts.context import AuthContext
-from bot.documents import service
+from bot.documents import purge, service
 from bot.documents.models import Document
 from bot.documents.pdf import prepare
 from bot.documents.upload import receive_upload
@@ -63,7 +63,11 @@ async def ingest_file(
     if prepared.converted:
         pdf_sha = await anyio.to_thread.run_sync(service.file_sha256, prepared.pdf_path)
         await storage.put_file(pdf_key, prepared.pdf_path)
-    await storage.put_file(original_key, path)
+    try:
+        await storage.put_file(original_key, path)
+    except BaseException:
+        await purge.remove_now(storage, [pdf_key] if prepared.converted else [])
+        raise
     return service.Ingested(
         id=doc_id,
         name=display,
@@ -108,7 +112,12 @@ async def upload_document(request: Request, ctx: AuthContext = requires("envelop
                 done(session, 201, payload)
                 return payload
 
-            return 201, await request.app.state.db.run(work)
+            try:
+                return 201, await request.app.state.db.run(work)
+            except BaseException:  # e.g. the database is down: no row refers to the files
+                keys = {item.storage_key, item.pdf_storage_key}
+                await purge.remove_now(request.app.state.storage, sorted(k for k in keys if k))
+                raise
 
         fingerprint = f"{received.sha256}:{received.name or ''}:{received.filename}".encode()
         return await idempotent(request, ctx, handler, body=fingerprint)
@@ -168,8 +177,11 @@ async def delete_document(
     document_id: str, request: Request, ctx: AuthContext = requires("envelopes:write")
 ) -> Any:
     """409 while an envelope carries the document."""
-    doc = await request.app.state.db.run(lambda s: service.delete(s, ctx, document_id))
-    storage = request.app.state.storage
-    for key in {doc.storage_key, doc.pdf_storage_key}:
-        await storage.delete(key)
+
+    def work(session: Session) -> list[str]:
+        doc = service.delete(session, ctx, document_id)
+        return purge.queue_purge(session, (doc.storage_key, doc.pdf_storage_key))
+
+    keys = await request.app.state.db.run(work)
+    await purge.remove_now(request.app.state.storage, keys)
     return {"success": True}

@@ -7,9 +7,11 @@ of the process uses, e.g. for DNS) and the event loop never blocks on the networ
 
 Errors: a missing object raises ``FileNotFoundError`` (``NoSuchKey``, or a 404 on
 ``HeadObject``), an invalid key ``ValueError``; anything else (a missing bucket, refused
-credentials, an unreachable endpoint) propagates as botocore's own exception, so it surfaces
-as a server error rather than as "not found". :meth:`S3Storage.healthy` turns every such
-failure into ``False`` (``/readyz`` answers 503) and logs why, without credentials.
+credentials, an unreachable endpoint, botocore's retries used up) raises
+:class:`~bot.documents.storage.StorageUnavailable` (503 at the API, never "not found"), its
+``reason`` naming the S3 error code or botocore's message, never a credential.
+:meth:`S3Storage.healthy` turns every such failure into ``False`` (``/readyz`` answers 503)
+and logs why.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from bot.documents.storage import validate_key
+from bot.documents.storage import StorageUnavailable, validate_key
 
 if TYPE_CHECKING:
     from bot.config import Settings
@@ -132,9 +134,20 @@ class S3Storage:
         self._pool = ThreadPoolExecutor(max_workers=POOL_SIZE, thread_name_prefix="s3")
 
     async def _call(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
-        """Run a blocking boto3 call on the storage's own threads."""
+        """Run a blocking boto3 call on the storage's own threads. A "not found" stays a
+        ``ClientError`` for the caller to read; every other S3 or botocore failure becomes
+        :class:`StorageUnavailable`."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
+        try:
+            return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
+        except ClientError as exc:
+            if _is_not_found(exc):
+                raise
+            raise StorageUnavailable(f"bucket {self.bucket!r} not usable: {_refusal(exc)}") from exc
+        except BotoCoreError as exc:
+            # Connection refused, timeouts, DNS, no credentials found: botocore's messages
+            # name the endpoint at most, never a key or secret.
+            raise StorageUnavailable(f"bucket {self.bucket!r} not reachable: {exc}") from exc
 
     @classmethod
     def from_url(cls, url: str, options: S3Options | None = None) -> S3Storage:
@@ -232,18 +245,11 @@ class S3Storage:
     async def healthy(self) -> bool:
         try:
             await self._call(self._probe.head_bucket, Bucket=self.bucket)
-        except ClientError as exc:
-            error = exc.response.get("Error", {})
-            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-            reason = {"404": "no such bucket", "403": "access denied"}.get(
-                str(error.get("Code")), error.get("Message") or error.get("Code")
-            )
-            log.warning("storage: bucket %r not usable: %s (HTTP %s)", self.bucket, reason, status)
+        except ClientError as exc:  # a bare 404: HEAD has no body to say "NoSuchBucket"
+            log.warning("storage: bucket %r not usable: %s", self.bucket, _refusal(exc))
             return False
-        except (BotoCoreError, OSError) as exc:
-            # Connection refused, timeouts, DNS, no credentials found: messages name the
-            # endpoint at most, never a key or secret.
-            log.warning("storage: bucket %r not reachable: %s", self.bucket, exc)
+        except StorageUnavailable as exc:
+            log.warning("storage: %s", exc.reason)
             return False
         except Exception as exc:
             log.warning("storage: bucket %r check failed: %s", self.bucket, type(exc).__name__)
@@ -257,6 +263,16 @@ class S3Storage:
             if _is_not_found(exc):
                 raise FileNotFoundError(key) from None
             raise
+
+
+def _refusal(exc: ClientError) -> str:
+    """What S3 refused, in words: "no such bucket (HTTP 404)", "access denied (HTTP 403)"."""
+    error = exc.response.get("Error", {})
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    code = str(error.get("Code") or "")
+    words = {"404": "no such bucket", "NoSuchBucket": "no such bucket"}.get(code)
+    words = words or {"403": "access denied", "AccessDenied": "access denied"}.get(code)
+    return f"{words or error.get('Message') or code or 'refused'} (HTTP {status})"
 
 
 def _is_not_found(exc: ClientError) -> bool:

@@ -4,6 +4,12 @@
 Keys are relative, slash-separated names such as ``acc_x/doc_y/original``. A missing key
 raises ``FileNotFoundError`` (except in :meth:`Storage.delete` and :meth:`Storage.exists`);
 an invalid key raises ``ValueError`` — keys are made by the service, never by clients.
+
+A store that cannot be used right now (a bucket unreachable or refusing our credentials, a
+disk full or read-only) raises :class:`StorageUnavailable`, whatever the backend: the API
+answers it with 503 ``UNAVAILABLE`` and ``Retry-After`` (the client retries, nothing half-made
+is kept), a background task retries it on its next attempt. It is never a 500 (not our bug)
+nor a 404 (the document is not gone).
 """
 
 from __future__ import annotations
@@ -15,15 +21,30 @@ import shutil
 import tempfile
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol, TypeVar, runtime_checkable
 from urllib.parse import unquote
+
+from bot.errors import Unavailable
 
 if TYPE_CHECKING:
     from bot.config import Settings
     from bot.documents.s3 import S3Options
 
+T = TypeVar("T")
+
 _KEY_CHARS = re.compile(r"[A-Za-z0-9_./-]+")
 MAX_KEY_LENGTH = 512
+
+
+class StorageUnavailable(Unavailable):
+    """The document store failed for a reason of its own, not of the key asked for.
+
+    The message is for clients and says nothing of the store; ``reason`` (the backend's own
+    words, never a credential) is for the log."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__("Document storage is temporarily unavailable; retry in a few seconds")
+        self.reason = reason
 
 
 @runtime_checkable
@@ -93,36 +114,69 @@ class LocalStorage:
             with Path(src).open("rb") as f:
                 shutil.copyfileobj(f, out, 1 << 20)
 
-        await asyncio.to_thread(self._write_atomic, target, copy)
+        await self._io(self._write_atomic, target, copy)
 
     async def put_bytes(self, key: str, data: bytes) -> None:
         target = self.path_for(key)
-        await asyncio.to_thread(self._write_atomic, target, lambda out: out.write(data))
+        await self._io(self._write_atomic, target, lambda out: out.write(data))
 
     async def read_bytes(self, key: str) -> bytes:
-        return await asyncio.to_thread(self.path_for(key).read_bytes)
+        return await self._io(self.path_for(key).read_bytes)
 
     async def open_path(self, key: str) -> Path | None:
         path = self.path_for(key)
-        if not await asyncio.to_thread(path.is_file):
+        if not await self.exists(key):
             raise FileNotFoundError(key)
         return path
 
     async def stream(self, key: str, chunk_size: int = 65536) -> AsyncIterator[bytes]:
         path = self.path_for(key)
-        f = await asyncio.to_thread(path.open, "rb")
+        f = await self._io(path.open, "rb")
         try:
-            while chunk := await asyncio.to_thread(f.read, chunk_size):
+            while chunk := await self._io(f.read, chunk_size):
                 yield chunk
         finally:
             await asyncio.to_thread(f.close)
 
     async def delete(self, key: str) -> None:
         path = self.path_for(key)
-        await asyncio.to_thread(path.unlink, missing_ok=True)
+        await self._io(path.unlink, missing_ok=True)
 
     async def exists(self, key: str) -> bool:
-        return await asyncio.to_thread(self.path_for(key).is_file)
+        path = self.path_for(key)
+
+        def probe() -> bool:
+            if path.is_file():
+                return True
+            self._check_root()
+            return False
+
+        return await self._io(probe)
+
+    def _check_root(self) -> None:
+        """Called when a file is missing: is it the file, or the whole store (a volume
+        unmounted or replaced)? Only the first is an answer about the key."""
+        if not self.root.is_dir():
+            raise StorageUnavailable(f"the storage directory {self.root} is not a directory")
+
+    async def _io(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """A blocking file call in a thread; a failing disk (full, read-only, I/O error, a
+        root gone) becomes :class:`StorageUnavailable`. A missing file stays
+        ``FileNotFoundError``: that is an answer about the key."""
+
+        def run() -> T:
+            try:
+                return fn(*args, **kwargs)
+            except FileNotFoundError:
+                self._check_root()
+                raise
+
+        try:
+            return await asyncio.to_thread(run)
+        except (FileNotFoundError, StorageUnavailable):
+            raise
+        except OSError as exc:
+            raise StorageUnavailable(f"{type(exc).__name__}: {exc}") from exc
 
     async def healthy(self) -> bool:
         def probe() -> bool:

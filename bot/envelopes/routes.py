@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse, Response
 from sqlmodel import Session
 
 from bot.accounts.context import AuthContext
+from bot.documents import purge
 from bot.documents import service as documents
 from bot.documents.routes import ingest_file
 from bot.envelopes import (
@@ -231,10 +232,8 @@ async def _create_legacy(
         out = await request.app.state.db.run(work)
     except BaseException:
         # Nothing refers to the files of a request that failed: leave none behind.
-        storage = request.app.state.storage
-        for item in items:
-            for key in {item.storage_key, item.pdf_storage_key}:
-                await storage.delete(key)
+        keys = {k for item in items for k in (item.storage_key, item.pdf_storage_key)}
+        await purge.remove_now(request.app.state.storage, sorted(k for k in keys if k))
         raise
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)

@@ -16,6 +16,8 @@ pool timed out waiting for one) is not a bug: it answers 503 ``UNAVAILABLE`` wit
 looking — and logs one WARNING per :data:`UNAVAILABLE_LOG_SECONDS` (with the count of such
 answers), not a traceback per request. Any other database error (bad SQL, a constraint) is a
 bug: 500 ``INTERNAL``, logged with its traceback. :func:`database_unavailable` is the rule.
+The document store failing (:class:`~bot.documents.storage.StorageUnavailable`) is answered
+the same way, with its own throttled warning.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from bot.db import DATABASE_ERRORS, database_unavailable
+from bot.documents.storage import StorageUnavailable
 from bot.errors import (
     Conflict,
     FieldError,
@@ -127,31 +130,38 @@ def _unavailable_page(request: Request) -> HTMLResponse:
 
 
 class _UnavailableLog:
-    """One WARNING per interval while the database is unreachable, counting the 503s."""
+    """One WARNING per interval while a backend (``what``) is unusable, counting the 503s."""
 
-    def __init__(self, interval: float = UNAVAILABLE_LOG_SECONDS) -> None:
+    def __init__(self, what: str, interval: float = UNAVAILABLE_LOG_SECONDS) -> None:
+        self.what = what
         self.interval = interval
         self._next = 0.0
         self._suppressed = 0
 
-    def __call__(self, request: Request, exc: BaseException) -> None:
+    def __call__(self, request: Request, cause: BaseException, reason: str) -> None:
         now = time.monotonic()
         if now < self._next:
             self._suppressed += 1
             return
         self._next = now + self.interval
-        cause = getattr(exc, "orig", None) or exc
-        reason = (str(cause).strip().splitlines() or [""])[0]
         log.warning(
-            "database unreachable: answering 503 (%s on %s %s: %s); %d more 503s for this "
-            "since the last warning",
+            "%s: answering 503 (%s on %s %s: %s); %d more 503s for this since the last warning",
+            self.what,
             type(cause).__name__,
             request.method,
             request.url.path,
-            reason,
+            (reason.strip().splitlines() or [""])[0],
             self._suppressed,
         )
         self._suppressed = 0
+
+
+def _unavailable(request: Request, message: str) -> Response:
+    """503 with ``Retry-After``: problem+json, or a page where a person is signing."""
+    if request.url.path.startswith("/sign/"):
+        return _unavailable_page(request)
+    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
+    return problem(request, Unavailable.code, message, headers=headers)
 
 
 def _loc_to_field(loc: tuple[Any, ...] | list[Any]) -> str:
@@ -219,16 +229,20 @@ def install_problem_handlers(app: FastAPI) -> None:
             detail = f"No route for {request.method} {request.url.path}"
         return problem(request, code, detail, headers=getattr(exc, "headers", None))
 
-    unavailable_log = _UnavailableLog()
+    database_log = _UnavailableLog("database unreachable")
+    storage_log = _UnavailableLog("document storage unavailable")
 
     async def _database(request: Request, exc: Exception) -> Response:
         if not database_unavailable(exc):
             return await _unexpected(request, exc)
-        unavailable_log(request, exc)
-        if request.url.path.startswith("/sign/"):
-            return _unavailable_page(request)
-        headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
-        return problem(request, Unavailable.code, _UNAVAILABLE_MESSAGE, headers=headers)
+        cause = getattr(exc, "orig", None) or exc
+        database_log(request, cause, str(cause))
+        return _unavailable(request, _UNAVAILABLE_MESSAGE)
+
+    @app.exception_handler(StorageUnavailable)
+    async def _storage(request: Request, exc: StorageUnavailable) -> Response:
+        storage_log(request, exc.__cause__ or exc, exc.reason)
+        return _unavailable(request, exc.message)
 
     # Handled where the routes run (inside the middlewares, so RateLimit-* headers are kept).
     for database_error in DATABASE_ERRORS:

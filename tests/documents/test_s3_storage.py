@@ -11,17 +11,19 @@ from pathlib import Path
 
 import httpx
 import pytest
-from botocore.exceptions import ClientError
 
-from bot import migrations
-from bot.app import create_app
 from bot.config import Settings
-from bot.db import Database
 from bot.documents.s3 import MULTIPART_THRESHOLD, S3Options, S3Storage, parse_s3_url
-from bot.documents.storage import LocalStorage, Storage, build_storage, storage_from_settings
-from tests.conftest import Server, Tenant, make_pdf, new_tenant, upload
+from bot.documents.storage import (
+    LocalStorage,
+    Storage,
+    StorageUnavailable,
+    build_storage,
+    storage_from_settings,
+)
+from tests.conftest import Server, Tenant, make_pdf, new_tenant, served_app, upload
 from tests.support.s3 import SECRET_ACCESS_KEY, S3Server, moto_server
-from tests.support.servers import free_port, uvicorn_thread
+from tests.support.servers import free_port
 
 KEY = "acc_1/doc_01HXYZ/original"
 PREFIX = "pfx/sub"
@@ -67,6 +69,32 @@ async def test_bytes_round_trip_and_delete(storage: Storage) -> None:
     assert not await storage.exists(KEY)
     await storage.delete(KEY)  # a missing one is fine
     assert await storage.healthy()
+
+
+@pytest.fixture(params=["local", "s3"])
+def broken_storage(request: pytest.FixtureRequest, tmp_path: Path) -> Storage:
+    """A store that stopped working: a root replaced by a file; a bucket that does not exist."""
+    if request.param == "local":
+        local = LocalStorage(tmp_path / "files")
+        local.root.rmdir()
+        local.root.write_bytes(b"not a directory")
+        return local
+    s3: S3Server = request.getfixturevalue("s3")
+    return S3Storage("no-bucket-by-that-name", PREFIX, s3.options)
+
+
+async def test_a_failing_store_is_unavailable_never_not_found(broken_storage: Storage) -> None:
+    with pytest.raises(StorageUnavailable) as raised:
+        await broken_storage.put_bytes(KEY, b"%PDF-1.7 contract")
+    assert raised.value.reason and SECRET_ACCESS_KEY not in raised.value.reason
+    assert "temporarily unavailable" in raised.value.message  # what a client is told
+    with pytest.raises(StorageUnavailable):
+        await broken_storage.read_bytes(KEY)
+    with pytest.raises(StorageUnavailable):
+        await collect(broken_storage.stream(KEY))
+    with pytest.raises(StorageUnavailable):
+        await broken_storage.delete(KEY)
+    assert not await broken_storage.healthy()
 
 
 async def test_put_file_copies_and_leaves_the_source(storage: Storage, tmp_path: Path) -> None:
@@ -215,8 +243,9 @@ async def test_a_missing_bucket_is_unhealthy_and_never_passes_for_a_missing_file
         assert not await storage.healthy()
     assert "no such bucket" in caplog.text and "no-such-bucket-here" in caplog.text
     assert SECRET_ACCESS_KEY not in caplog.text
-    with pytest.raises(ClientError):  # a configuration fault, not "purged"
+    with pytest.raises(StorageUnavailable) as raised:  # a configuration fault, not "purged"
         await storage.read_bytes(KEY)
+    assert "no such bucket" in raised.value.reason and "no-such-bucket-here" in raised.value.reason
 
 
 # -- the whole app on S3 ----------------------------------------------------------------------
@@ -226,24 +255,17 @@ async def test_a_missing_bucket_is_unhealthy_and_never_passes_for_a_missing_file
 def app_on_s3(s3: S3Server, data_dir: Path) -> Iterator[tuple[Server, str]]:
     """signbot served over HTTP with its documents in a fresh bucket; yields (server, bucket)."""
     bucket = s3.new_bucket()
-    port = free_port()
     settings = Settings(
         data_dir=data_dir,
-        port=port,
+        port=free_port(),
         storage_url=f"s3://{bucket}/pfx",
         rate_limit_enabled=False,
         jobs_interval_seconds=0.2,
         **s3.settings,
     )
-    db = Database(settings.effective_database_url)
-    migrations.upgrade(db)
-    app = create_app(settings, db)
-    assert isinstance(app.state.storage, S3Storage)
-    try:
-        with uvicorn_thread(app, port) as base:
-            yield Server(base, settings, db, app, "sqlite"), bucket
-    finally:
-        db.dispose()
+    with served_app(settings) as server:
+        assert isinstance(server.app.state.storage, S3Storage)
+        yield server, bucket
 
 
 @contextmanager
@@ -284,6 +306,7 @@ def test_upload_download_and_readiness_follow_the_bucket(
         deleted = tenant.client.delete(f"/documents/{doc['id']}")
         assert deleted.status_code == 200, deleted.text
         assert s3.keys(bucket) == []
+        kept = upload(tenant, pdf, name="kept.pdf")
 
         s3.stop()
         started = time.monotonic()
@@ -297,6 +320,25 @@ def test_upload_download_and_readiness_follow_the_bucket(
         }
         assert "not reachable" in caplog.text and bucket in caplog.text
         assert SECRET_ACCESS_KEY not in caplog.text
+
+        # The API says "retry later" (never a 500, never "not found") and keeps nothing half-made.
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            refused = tenant.client.post(
+                "/documents", files={"file": ("late.pdf", make_pdf(1), "application/pdf")}
+            )
+            unreadable = tenant.client.get(f"/documents/{kept['id']}/content")
+        for answer in (refused, unreadable):
+            assert answer.status_code == 503, answer.text
+            assert answer.headers["content-type"].startswith("application/problem+json")
+            assert answer.headers["retry-after"] == "5"
+            assert answer.json()["code"] == "UNAVAILABLE"
+            assert "storage" in answer.json()["error"] and bucket not in answer.text
+        assert "document storage unavailable: answering 503" in caplog.text
+        assert SECRET_ACCESS_KEY not in caplog.text
+        listed = tenant.client.get("/documents").json()
+        assert [d["id"] for d in listed["data"]] == [kept["id"]]
+        assert tenant.client.get(f"/documents/{kept['id']}").status_code == 200  # the row is fine
 
 
 def _wait_for(tenant: Tenant, path: str, timeout: float = 20) -> httpx.Response:
