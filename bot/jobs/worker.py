@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import delete
@@ -37,6 +37,8 @@ RETENTION = timedelta(days=30)
 #: Longest outbox tick: under sustained load a tick still ends (and stop() stays prompt);
 #: the next one starts at once since what is left is due already.
 TICK_SECONDS = 30.0
+#: The first housekeeping pass, after start (then hourly).
+HOUSEKEEPING_FIRST = timedelta(minutes=1)
 #: At most one warning per this many seconds while the database cannot be reached.
 OUTAGE_LOG_SECONDS = 30.0
 
@@ -131,7 +133,15 @@ class Worker:
         self.scheduler.add_job(
             self._guard(self.clock_tick), "interval", seconds=max(self.interval, 5), **common
         )
-        self.scheduler.add_job(self._guard(self.housekeeping_tick), "interval", hours=1, **common)
+        # first a minute after start, not an hour: replicas restarted more often than hourly
+        # (deploys, autoscaling) must still keep their tables bounded
+        self.scheduler.add_job(
+            self._guard(self.housekeeping_tick),
+            "interval",
+            hours=1,
+            next_run_time=datetime.now(UTC) + HOUSEKEEPING_FIRST,
+            **common,
+        )
         self.scheduler.start()
         self._wakeup_task = asyncio.get_running_loop().create_task(self._wakeups())
         log.info("background worker started (every %.3g s)", self.interval)

@@ -28,7 +28,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import aiohttp
@@ -42,7 +42,7 @@ from sqlmodel import Session, col, select
 from bot.db import Database
 from bot.provider import Envelope, NotSupported, ProviderClient, ProviderConflict, ProviderError
 from bot.provider.models import Recipient
-from bot.slack import install, requests, views
+from bot.slack import install, requests, store, views
 from bot.slack.models import SignRequest
 from bot.timeutil import to_utc, utcnow
 
@@ -420,6 +420,33 @@ def _dm_without_link(row: SignRequest, recipient: dict[str, Any]) -> dict[str, A
     )
     block = {"type": "section", "block_id": "invite", "text": views.md(text)}
     return {"text": views.truncate(f"Reminder: please sign {subject}", 3000), "blocks": [block]}
+
+
+def schedule_housekeeping(scheduler: AsyncIOScheduler, db: Database) -> Job:
+    """Hourly, forget webhook deliveries older than :data:`store.SEEN_RETENTION` (the table
+    of seen deliveries would otherwise grow with every event). Any replica may run it: the
+    delete is idempotent."""
+
+    async def slack_housekeeping() -> None:
+        try:
+            gone = await db.run(store.forget_old_deliveries)
+        except Exception:
+            log.exception("forgetting old webhook deliveries failed; retrying in an hour")
+            return
+        if gone:
+            log.info("forgot %d webhook deliveries older than %s", gone, store.SEEN_RETENTION)
+
+    return scheduler.add_job(
+        slack_housekeeping,
+        "interval",
+        hours=1,
+        id="slack_housekeeping",
+        next_run_time=datetime.now(UTC) + timedelta(minutes=1),  # not an hour: see the worker
+        replace_existing=True,
+        max_instances=1,
+        coalesce=True,
+        misfire_grace_time=None,
+    )
 
 
 def schedule(scheduler: AsyncIOScheduler, reminders: SlackReminders, every_seconds: float) -> Job:

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import func, or_, update
+from sqlalchemy import delete, func, or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -153,6 +153,27 @@ def release_delivery(session: Session, event_id: str, token: str) -> None:
         .values(claim=None, claimed_until=None)
         .execution_options(synchronize_session=False)
     )
+
+
+#: How long a handled delivery is remembered. Providers retry a delivery for at most a few
+#: days (Certyneo's schedule ends within a day), so a redelivery older than this cannot come;
+#: forgetting keeps the table bounded instead of growing with every event ever received.
+SEEN_RETENTION = timedelta(days=30)
+
+
+def forget_old_deliveries(session: Session, now: datetime | None = None) -> int:
+    """Delete deliveries first seen before the retention window, unless one is being handled
+    right now (its claim still runs); how many went."""
+    now = now or utcnow()
+    result = session.exec(  # type: ignore[call-overload]
+        delete(SeenDelivery)
+        .where(
+            col(SeenDelivery.seen_at) < now - SEEN_RETENTION,
+            or_(col(SeenDelivery.claimed_until).is_(None), col(SeenDelivery.claimed_until) < now),
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount or 0)
 
 
 def setting(db: Database, key: str, make: Callable[[], str]) -> str:

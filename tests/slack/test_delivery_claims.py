@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import update
+from sqlmodel import select
 
 from bot.db import Database
 from bot.slack import store
@@ -98,3 +99,25 @@ async def test_one_replica_at_a_time_registers_the_webhook(db: Database) -> None
     assert not await store.try_lock(db, lock, "third", ttl)  # ...leaves "next" holding it
     await db.run(lambda s: store.unlock(s, lock, "next"))
     assert await store.try_lock(db, lock, "third", ttl)
+
+
+def test_old_deliveries_are_forgotten_but_not_one_being_handled(db: Database) -> None:
+    now = utcnow()
+    old = now - store.SEEN_RETENTION - timedelta(hours=1)
+    rows = [
+        SeenDelivery(event_id="evt_old_done", seen_at=old, done=True),
+        SeenDelivery(event_id="evt_old_abandoned", seen_at=old, claimed_until=old),
+        SeenDelivery(
+            event_id="evt_old_busy",
+            seen_at=old,
+            claim="x",
+            claimed_until=now + timedelta(minutes=1),
+        ),
+        SeenDelivery(event_id="evt_recent", seen_at=now - timedelta(days=29), done=True),
+    ]
+    db.run_sync(lambda s: s.add_all(rows))
+
+    assert db.run_sync(store.forget_old_deliveries) == 2
+    left = db.run_sync(lambda s: sorted(r.event_id for r in s.exec(select(SeenDelivery))))
+    assert left == ["evt_old_busy", "evt_recent"]
+    assert db.run_sync(store.forget_old_deliveries) == 0
