@@ -51,6 +51,7 @@ from bot.slack.oauth import (
     SingleToken,
     oauth_settings,
 )
+from bot.slack.webclient import web_client
 
 log = logging.getLogger("signbot.slack")
 
@@ -92,7 +93,7 @@ class SlackBot:
         self.hook_url = hook_url
         self.seal, self.unseal = seal, unseal
         # Tokenless: each request's client gets its workspace's token from ``authorize``.
-        base = AsyncWebClient(base_url=api_url)
+        base = web_client(base_url=api_url)
         self.installations: Installations | None = None
         self.client: AsyncWebClient | None = None
         """The single workspace's client (token mode)."""
@@ -109,7 +110,7 @@ class SlackBot:
                 ),
             )
         else:
-            self.client = AsyncWebClient(token=bot_token, base_url=api_url)
+            self.client = web_client(token=bot_token, base_url=api_url)
             self.app = AsyncApp(
                 signing_secret=signing_secret, client=base, authorize=SingleToken(self.client)
             )

@@ -53,6 +53,7 @@ from sqlmodel import Session, col
 from bot.db import Database
 from bot.slack import install
 from bot.slack.models import SlackInstallation, SlackOAuthState
+from bot.slack.webclient import web_client
 from bot.timeutil import utcnow
 
 log = logging.getLogger("signbot.slack.oauth")
@@ -118,7 +119,7 @@ class Installations(AsyncInstallationStore):
         token = self.token_of(row) if row is not None else None
         if token is None:
             return None
-        return AsyncWebClient(token=token, base_url=self.api_url, team_id=team_id)
+        return web_client(token=token, base_url=self.api_url, team_id=team_id)
 
     # --- Bolt's interface -------------------------------------------------------------------
     async def async_save(self, installation: Installation) -> None:

@@ -72,6 +72,10 @@ def test_sign_from_slack_to_sealed_pdf_in_the_thread(deployment: Deployment) -> 
 
     data_dir = deployment.data_dir
     signers = {"ada@acme.example": "Ada Lovelace", "bruno@globex.example": "Bruno Keller"}
+    # Slack pushing back on a burst, or having a bad second, loses no notice.
+    fake.rate_limit_next("chat.postMessage", retry_after=1)
+    fake.server_error_next("chat.postMessage")
+    fake.rate_limit_next("files.completeUploadExternal", retry_after=1)
     for email, name in signers.items():
         url = _invitation_link(data_dir, email)
         page = httpx.get(url, timeout=30).text
@@ -95,6 +99,13 @@ def test_sign_from_slack_to_sealed_pdf_in_the_thread(deployment: Deployment) -> 
     )
     final = _request(deployment, "NDA with Globex")
     assert final.status == "COMPLETED"
+    replies = [  # what Slack kept (refused attempts are not messages)
+        str(m.get("text"))
+        for m in list(fake.messages.values())
+        if m.get("thread_ts") == request.message_ts
+    ]
+    for name in signers.values():
+        assert sum(f"{name} signed" in text for text in replies) == 1, replies
 
 
 def test_inline_errors_for_a_bad_submission(deployment: Deployment) -> None:

@@ -215,6 +215,11 @@ class SlackFake:
             headers = {"Retry-After": str(retry_after)}
             self._failures.setdefault(method, []).append(("ratelimited", 429, headers))
 
+    def server_error_next(self, method: str, status: int = 503) -> None:
+        """The next call of ``method`` answers HTTP ``status`` (Slack's own trouble)."""
+        with self._cond:
+            self._failures.setdefault(method, []).append(("service_unavailable", status, {}))
+
     def response_url(self, name: str = "") -> str:
         """A ``response_url`` on the fake; POSTs to it are recorded as ``response_url`` calls
         with the JSON body as params and ``_name`` set to ``name``."""

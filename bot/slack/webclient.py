@@ -1,0 +1,91 @@
+"""The bot's Slack Web API clients, all made here so they all retry alike.
+
+slack_sdk's async client retries only a failed connection by default. Slack answers bursts
+(thirty envelopes completing at once, a sequential envelope inviting its next group) with
+HTTP 429 and ``Retry-After``, and now and then a 500 or 503; without retries each of those
+is a thread reply, DM or signed PDF that silently never arrives. So every client also:
+
+* waits out a 429 when Slack asks for at most :data:`MAX_RETRY_AFTER` seconds, twice at most
+  (a longer wait would hold a webhook or an interaction past its sender's timeout: the call
+  then fails as before, and is logged);
+* retries a 500 or 503, after a short pause.
+
+slack_sdk counts attempts once per call, across handlers: the counts below are ceilings on the
+call's retries of any kind (so a 429 then a 503 is retried twice, then the call fails).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from typing import Any
+
+from slack_sdk.http_retry.async_handler import AsyncRetryHandler
+from slack_sdk.http_retry.builtin_async_handlers import (
+    AsyncConnectionErrorRetryHandler,
+    AsyncServerErrorRetryHandler,
+)
+from slack_sdk.http_retry.request import HttpRequest
+from slack_sdk.http_retry.response import HttpResponse
+from slack_sdk.http_retry.state import RetryState
+from slack_sdk.web.async_client import AsyncWebClient
+
+MAX_RETRY_AFTER = 10
+"""Seconds: the longest ``Retry-After`` the bot waits out within one call."""
+
+
+class BoundedRateLimitRetry(AsyncRetryHandler):
+    """A 429 is retried after its ``Retry-After`` when that is short enough."""
+
+    def __init__(self, max_retry_count: int = 2, max_wait: float = MAX_RETRY_AFTER) -> None:
+        super().__init__(max_retry_count=max_retry_count)
+        self.max_wait = max_wait
+
+    @staticmethod
+    def _retry_after(response: HttpResponse) -> float:
+        for name, values in response.headers.items():
+            if name.lower() == "retry-after" and values:
+                try:
+                    return max(float(values[0]), 0.0)
+                except ValueError:
+                    return 1.0
+        return 1.0
+
+    async def _can_retry_async(
+        self,
+        *,
+        state: RetryState,
+        request: HttpRequest,
+        response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> bool:
+        return (
+            response is not None
+            and response.status_code == 429
+            and self._retry_after(response) <= self.max_wait
+        )
+
+    async def prepare_for_next_attempt_async(
+        self,
+        *,
+        state: RetryState,
+        request: HttpRequest,
+        response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> None:
+        assert response is not None
+        state.next_attempt_requested = True
+        await asyncio.sleep(self._retry_after(response) + random.random() / 2)  # noqa: S311
+        state.increment_current_attempt()
+
+
+def web_client(**kwargs: Any) -> AsyncWebClient:
+    """An ``AsyncWebClient`` (same arguments) with the bot's retry policy."""
+    return AsyncWebClient(
+        retry_handlers=[
+            AsyncConnectionErrorRetryHandler(),
+            BoundedRateLimitRetry(),
+            AsyncServerErrorRetryHandler(max_retry_count=2),
+        ],
+        **kwargs,
+    )
