@@ -238,9 +238,18 @@ class S3Storage:
             await self._call(self._client.head_object, Bucket=self.bucket, Key=name)
         except ClientError as exc:
             if _is_not_found(exc):
+                await self._check_bucket()
                 return False
             raise
         return True
+
+    async def _check_bucket(self) -> None:
+        """After a bare 404 on ``HeadObject`` (no body: the object or the whole bucket may be
+        missing): a missing bucket is a broken deployment, not a missing file."""
+        try:
+            await self._call(self._client.head_bucket, Bucket=self.bucket)
+        except ClientError as exc:  # only a 404 gets here; anything else is StorageUnavailable
+            raise StorageUnavailable(f"bucket {self.bucket!r} not usable: {_refusal(exc)}") from exc
 
     async def healthy(self) -> bool:
         try:

@@ -94,6 +94,10 @@ async def test_a_failing_store_is_unavailable_never_not_found(broken_storage: St
         await collect(broken_storage.stream(KEY))
     with pytest.raises(StorageUnavailable):
         await broken_storage.delete(KEY)
+    with pytest.raises(StorageUnavailable):
+        await broken_storage.exists(KEY)
+    with pytest.raises(StorageUnavailable):
+        await broken_storage.open_path(KEY)
     assert not await broken_storage.healthy()
 
 
