@@ -46,6 +46,9 @@ class StorageUnavailable(Unavailable):
         super().__init__("Document storage is temporarily unavailable; retry in a few seconds")
         self.reason = reason
 
+    def __str__(self) -> str:  # what logs and a task's last error show
+        return f"document storage unavailable: {self.reason}"
+
 
 @runtime_checkable
 class Storage(Protocol):

@@ -62,7 +62,8 @@ def test_a_lost_disk_answers_503_and_a_delete_meanwhile_is_finished_later(
                 )
 
             tried = until(purge_tried, timeout=10, what="a first purge attempt")
-            assert tried.status == "pending" and tried.last_error  # failed: retried later
+            assert tried.status == "pending"  # failed: retried later, saying why
+            assert "document storage unavailable" in (tried.last_error or "")
         finally:
             root.unlink()
             away.rename(root)
