@@ -19,13 +19,14 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import boto3
+from boto3.exceptions import S3UploadFailedError
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
@@ -144,6 +145,8 @@ class S3Storage:
             if _is_not_found(exc):
                 raise
             raise StorageUnavailable(f"bucket {self.bucket!r} not usable: {_refusal(exc)}") from exc
+        except S3UploadFailedError as exc:  # upload_file wraps the S3 error it met
+            raise StorageUnavailable(f"bucket {self.bucket!r} refused an upload: {exc}") from exc
         except BotoCoreError as exc:
             # Connection refused, timeouts, DNS, no credentials found: botocore's messages
             # name the endpoint at most, never a key or secret.
@@ -214,7 +217,7 @@ class S3Storage:
             raise FileNotFoundError(key)
         return None
 
-    async def stream(self, key: str, chunk_size: int = 65536) -> AsyncIterator[bytes]:
+    async def stream(self, key: str, chunk_size: int = 65536) -> AsyncGenerator[bytes, None]:
         name = self.object_key(key)
         response = await self._call(self._get, key, name)
         body = response["Body"]

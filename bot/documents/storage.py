@@ -19,7 +19,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol, TypeVar, runtime_checkable
 from urllib.parse import unquote
@@ -66,7 +66,7 @@ class Storage(Protocol):
         object."""
         ...
 
-    def stream(self, key: str, chunk_size: int = 65536) -> AsyncIterator[bytes]:
+    def stream(self, key: str, chunk_size: int = 65536) -> AsyncGenerator[bytes, None]:
         """The object's bytes in chunks: ``async for chunk in storage.stream(key)``."""
         ...
 
@@ -96,9 +96,21 @@ def validate_key(key: str) -> str:
 class LocalStorage:
     """Objects as files under ``root``; writes are atomic (temporary file + ``os.replace``)."""
 
+    MARKER = ".signbot-store"
+    """A file the store writes in its root when it is made. Its absence later means the root
+    is not the store any more (a volume unmounted, leaving an empty mount point; a directory
+    removed): every read would then look like a missing file."""
+
     def __init__(self, root: Path) -> None:
         self.root = Path(root).resolve()
         self.root.mkdir(parents=True, exist_ok=True)
+        marker = self.root / self.MARKER
+        try:
+            if not marker.exists():
+                marker.write_bytes(b"signbot document store\n")
+        except OSError:  # a read-only store (e.g. `signbot verify` on a mounted copy)
+            pass
+        self._marked = marker.is_file()
 
     def __repr__(self) -> str:
         return f"LocalStorage({str(self.root)!r})"
@@ -132,7 +144,7 @@ class LocalStorage:
             raise FileNotFoundError(key)
         return path
 
-    async def stream(self, key: str, chunk_size: int = 65536) -> AsyncIterator[bytes]:
+    async def stream(self, key: str, chunk_size: int = 65536) -> AsyncGenerator[bytes, None]:
         path = self.path_for(key)
         f = await self._io(path.open, "rb")
         try:
@@ -143,7 +155,12 @@ class LocalStorage:
 
     async def delete(self, key: str) -> None:
         path = self.path_for(key)
-        await self._io(path.unlink, missing_ok=True)
+
+        def remove() -> None:
+            self._check_root()  # "already gone" only counts when the store is there
+            path.unlink(missing_ok=True)
+
+        await self._io(remove)
 
     async def exists(self, key: str) -> bool:
         path = self.path_for(key)
@@ -157,10 +174,16 @@ class LocalStorage:
         return await self._io(probe)
 
     def _check_root(self) -> None:
-        """Called when a file is missing: is it the file, or the whole store (a volume
-        unmounted or replaced)? Only the first is an answer about the key."""
+        """Called when a file is missing and before a write: is it the file, or the whole
+        store (a volume unmounted, removed or replaced)? Only the first is an answer about the
+        key; the store is never recreated behind the operator's back."""
         if not self.root.is_dir():
-            raise StorageUnavailable(f"the storage directory {self.root} is not a directory")
+            raise StorageUnavailable(f"the storage directory {self.root} is gone")
+        if self._marked and not (self.root / self.MARKER).is_file():
+            raise StorageUnavailable(
+                f"the storage directory {self.root} lost its {self.MARKER} (not the store any "
+                "more: a volume not mounted?)"
+            )
 
     async def _io(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """A blocking file call in a thread; a failing disk (full, read-only, I/O error, a
@@ -184,18 +207,18 @@ class LocalStorage:
     async def healthy(self) -> bool:
         def probe() -> bool:
             try:
-                self.root.mkdir(parents=True, exist_ok=True)
+                self._check_root()
                 with tempfile.NamedTemporaryFile(dir=self.root, prefix=".health-") as f:
                     f.write(b"ok")
                     f.flush()
-            except OSError:
+            except (OSError, StorageUnavailable):
                 return False
             return True
 
         return await asyncio.to_thread(probe)
 
-    @staticmethod
-    def _write_atomic(target: Path, write: Callable[[BinaryIO], object]) -> None:
+    def _write_atomic(self, target: Path, write: Callable[[BinaryIO], object]) -> None:
+        self._check_root()
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=target.parent)
         try:

@@ -4,6 +4,7 @@ HTTP), the S3 backend's own behaviour (prefix, configuration, health) and the wh
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
@@ -71,22 +72,32 @@ async def test_bytes_round_trip_and_delete(storage: Storage) -> None:
     assert await storage.healthy()
 
 
-@pytest.fixture(params=["local", "s3"])
+@pytest.fixture(params=["local-replaced", "local-removed", "local-unmounted", "s3"])
 def broken_storage(request: pytest.FixtureRequest, tmp_path: Path) -> Storage:
-    """A store that stopped working: a root replaced by a file; a bucket that does not exist."""
-    if request.param == "local":
+    """A store that stopped working: a root replaced by a file, removed, or an empty mount
+    point left where the volume was; a bucket that does not exist."""
+    if request.param.startswith("local"):
         local = LocalStorage(tmp_path / "files")
-        local.root.rmdir()
-        local.root.write_bytes(b"not a directory")
+        shutil.rmtree(local.root)
+        if request.param == "local-replaced":
+            local.root.write_bytes(b"not a directory")
+        elif request.param == "local-unmounted":
+            local.root.mkdir()
         return local
     s3: S3Server = request.getfixturevalue("s3")
     return S3Storage("no-bucket-by-that-name", PREFIX, s3.options)
 
 
-async def test_a_failing_store_is_unavailable_never_not_found(broken_storage: Storage) -> None:
+async def test_a_failing_store_is_unavailable_never_not_found(
+    broken_storage: Storage, tmp_path: Path
+) -> None:
     with pytest.raises(StorageUnavailable) as raised:
         await broken_storage.put_bytes(KEY, b"%PDF-1.7 contract")
     assert raised.value.reason and SECRET_ACCESS_KEY not in raised.value.reason
+    source = tmp_path / "upload.pdf"
+    source.write_bytes(b"%PDF-1.7 uploaded")
+    with pytest.raises(StorageUnavailable):
+        await broken_storage.put_file(KEY, source)
     assert "temporarily unavailable" in raised.value.message  # what a client is told
     with pytest.raises(StorageUnavailable):
         await broken_storage.read_bytes(KEY)
@@ -99,6 +110,8 @@ async def test_a_failing_store_is_unavailable_never_not_found(broken_storage: St
     with pytest.raises(StorageUnavailable):
         await broken_storage.open_path(KEY)
     assert not await broken_storage.healthy()
+    if isinstance(broken_storage, LocalStorage):  # nothing recreated behind the operator's back
+        assert not (broken_storage.root / "acc_1").exists()
 
 
 async def test_put_file_copies_and_leaves_the_source(storage: Storage, tmp_path: Path) -> None:
@@ -338,7 +351,7 @@ def test_upload_download_and_readiness_follow_the_bucket(
             assert answer.headers["retry-after"] == "5"
             assert answer.json()["code"] == "UNAVAILABLE"
             assert "storage" in answer.json()["error"] and bucket not in answer.text
-        assert "document storage unavailable: answering 503" in caplog.text
+        assert "answering 503" in caplog.text and "not reachable" in caplog.text
         assert SECRET_ACCESS_KEY not in caplog.text
         listed = tenant.client.get("/documents").json()
         assert [d["id"] for d in listed["data"]] == [kept["id"]]

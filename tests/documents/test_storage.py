@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,7 @@ def storage(tmp_path: Path) -> LocalStorage:
 
 
 def leftovers(root: Path) -> list[Path]:
-    return [p for p in root.rglob(".*") if p.is_file()]
+    return [p for p in root.rglob(".*") if p.is_file() and p.name != LocalStorage.MARKER]
 
 
 async def test_bytes_round_trip(storage: LocalStorage) -> None:
@@ -131,7 +132,7 @@ async def test_healthy(storage: LocalStorage, tmp_path: Path) -> None:
     assert await storage.healthy()
     assert leftovers(storage.root) == []
     broken = LocalStorage(tmp_path / "gone")
-    (tmp_path / "gone").rmdir()
+    shutil.rmtree(tmp_path / "gone")
     (tmp_path / "gone").write_text("a file where the directory should be")
     assert not await broken.healthy()
 
