@@ -17,6 +17,7 @@ human message, never an HTTP status. Each adapter maps the tree in one table
     ├── UnsupportedMediaType          UNSUPPORTED_MEDIA_TYPE neither PDF, PNG nor JPEG
     ├── RateLimited                   RATE_LIMITED           bucket empty; carries retry_after
     └── Unavailable                   UNAVAILABLE            a backing service is down
+        └── StorageUnavailable        UNAVAILABLE            document storage failed
 
 This module is pure: it imports nothing from the web framework or the database.
 """

@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import asyncio
 import io
+import logging
 import threading
 
 import pypdfium2 as pdfium
 from PIL import Image
 
-from bot.documents.storage import Storage
+from bot.documents.storage import Storage, StorageUnavailable
+
+log = logging.getLogger("signbot.storage")
 
 SCALE = 1.5
 """1.5 x 72 dpi: an A4 page is 893 x 1263 px."""
@@ -95,7 +98,10 @@ class Previews:
         try:
             pdf = await self.storage.read_bytes(pdf_key)
             image = await asyncio.to_thread(render_page, pdf, page)
-            await self.storage.put_bytes(key, image)
+            try:
+                await self.storage.put_bytes(key, image)
+            except StorageUnavailable as exc:  # only the cache is lost: the image is here
+                log.warning("page image not cached: %s", exc)
             future.set_result(image)
             return image
         except BaseException as exc:

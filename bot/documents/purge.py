@@ -14,11 +14,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
+import anyio
 from sqlmodel import Session
 
+from bot.db import Database
 from bot.documents.storage import Storage, StorageUnavailable
 from bot.jobs.models import Task
-from bot.jobs.tasks import enqueue
+from bot.jobs.tasks import TaskFailed, enqueue
 
 log = logging.getLogger("signbot.storage")
 
@@ -35,7 +37,7 @@ def queue_purge(session: Session, keys: Iterable[str | None]) -> list[str]:
 
 async def remove_now(storage: Storage, keys: Iterable[str]) -> bool:
     """Best effort, for a request: whether every file is gone. A failing store is logged
-    (naming the files left) and never fails the request; a queued task retries them."""
+    (naming the files left) and never fails the request."""
     wanted = [k for k in keys if k]
     for index, key in enumerate(wanted):
         try:
@@ -46,6 +48,25 @@ async def remove_now(storage: Storage, keys: Iterable[str]) -> bool:
     return True
 
 
+async def discard(db: Database, storage: Storage, keys: Iterable[str | None]) -> None:
+    """Remove the files of a request that failed half-way (stored, then refused), which no
+    row refers to. Shielded: a client hanging up must not leave them behind. Files the store
+    will not remove now are queued for the purge task; if even that fails (the database is
+    down too), they are logged as orphaned, for an operator to remove."""
+    wanted = sorted({k for k in keys if k})
+    if not wanted:
+        return
+    with anyio.CancelScope(shield=True):
+        if await remove_now(storage, wanted):
+            return
+        try:
+            await db.run(lambda s: queue_purge(s, wanted))
+        except Exception as exc:
+            log.error(
+                "storage: orphaned files, remove them by hand: %s (%s)", ", ".join(wanted), exc
+            )
+
+
 class Purger:
     """The ``purge`` task's handler: delete every named file (raising keeps it queued)."""
 
@@ -54,4 +75,7 @@ class Purger:
 
     async def __call__(self, task: Task) -> None:
         for key in task.payload.get("keys", []):
-            await self.storage.delete(key)
+            try:
+                await self.storage.delete(key)
+            except ValueError as exc:  # not a key this store could ever hold: no retry
+                raise TaskFailed(str(exc)) from exc

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +67,7 @@ async def ingest_file(
     try:
         await storage.put_file(original_key, path)
     except BaseException:
-        await purge.remove_now(storage, [pdf_key] if prepared.converted else [])
+        await purge.discard(request.app.state.db, storage, [pdf_key] if prepared.converted else [])
         raise
     return service.Ingested(
         id=doc_id,
@@ -115,8 +116,10 @@ async def upload_document(request: Request, ctx: AuthContext = requires("envelop
             try:
                 return 201, await request.app.state.db.run(work)
             except BaseException:  # e.g. the database is down: no row refers to the files
-                keys = {item.storage_key, item.pdf_storage_key}
-                await purge.remove_now(request.app.state.storage, sorted(k for k in keys if k))
+                state = request.app.state
+                await purge.discard(
+                    state.db, state.storage, [item.storage_key, item.pdf_storage_key]
+                )
                 raise
 
         fingerprint = f"{received.sha256}:{received.name or ''}:{received.filename}".encode()
@@ -160,9 +163,20 @@ async def document_content(
     path = await storage.open_path(doc.storage_key)
     if path is not None:
         return FileResponse(path, media_type=doc.mime_type, headers=headers)
-    return StreamingResponse(
-        storage.stream(doc.storage_key), media_type=doc.mime_type, headers=headers
-    )
+    chunks = storage.stream(doc.storage_key)
+    # The first read (S3's GET) happens before the answer starts, so a store failing now is
+    # still a clean 503 rather than a 200 cut short.
+    first = await anext(chunks, b"")
+
+    async def body() -> AsyncIterator[bytes]:
+        try:
+            yield first
+            async for chunk in chunks:
+                yield chunk
+        finally:
+            await chunks.aclose()
+
+    return StreamingResponse(body(), media_type=doc.mime_type, headers=headers)
 
 
 def _attachment(name: str, mime_type: str) -> str:

@@ -324,11 +324,14 @@ async def _receive_multipart(
     f, path = _new_temp(tmp_dir)
     try:
         received = 0
+        disk_error: OSError | None = None
         try:
             async for chunk in request.stream():
                 if not chunk:
                     continue
                 received += len(chunk)
+                if disk_error is not None:
+                    continue  # read (and drop) the rest, so the client hears our answer
                 if received > body_cap:
                     # Only possible with other parts than the file: the file alone is capped.
                     raise PayloadTooLarge(
@@ -343,9 +346,15 @@ async def _receive_multipart(
                 except Exception as exc:  # FormParserError, or worse on hostile input
                     raise _body_error("it is not valid multipart/form-data") from exc
                 if sink.pending_bytes >= _FLUSH_BYTES:
-                    await anyio.to_thread.run_sync(_write_chunks, f, hasher, sink.take_pending())
+                    try:
+                        pending = sink.take_pending()
+                        await anyio.to_thread.run_sync(_write_chunks, f, hasher, pending)
+                    except OSError as exc:  # a full disk: answered 503 once the body is in
+                        disk_error = exc
         except ClientDisconnect as exc:
             raise _body_error("the upload was interrupted") from exc
+        if disk_error is not None:
+            raise disk_error
         parser.finalize()
         if not sink.ended:
             raise _body_error("the multipart body is incomplete (no closing boundary)")

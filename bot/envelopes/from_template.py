@@ -20,6 +20,7 @@ from fastapi import Request
 from sqlmodel import Session, select
 
 from bot.accounts.context import AuthContext
+from bot.documents import purge
 from bot.documents import service as documents
 from bot.documents.models import Document
 from bot.documents.routes import ingest_file
@@ -112,7 +113,12 @@ async def _document_ids(request: Request, ctx: AuthContext, template: Template) 
                 sha256=digest,
                 work_dir=Path(work),
             )
-        await db.run(lambda s, i=item: documents.record(s, ctx, i))
+        try:
+            await db.run(lambda s, i=item: documents.record(s, ctx, i))
+        except BaseException:  # no row refers to the stored copy
+            keys = [item.storage_key, item.pdf_storage_key]
+            await purge.discard(db, request.app.state.storage, keys)
+            raise
         ids.append(item.id)
     return ids
 

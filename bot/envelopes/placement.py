@@ -161,6 +161,18 @@ async def refresh(
     await db.run(write)
 
 
+def unplace(session: Session, envelope_id: str) -> None:
+    """Forget the envelope's placements (they may describe the documents before a change);
+    ``send`` places unplaced fields again."""
+    session.exec(  # type: ignore[call-overload]
+        update(EnvelopeField)
+        .where(col(EnvelopeField.envelope_id) == envelope_id)
+        .values(placed_page=None, placed_x=None, placed_y=None, placed_width=None)
+        .values(placed_height=None, anchor_found=None)
+        .execution_options(synchronize_session=False)
+    )
+
+
 def pdf_keys_for(session: Session, account_id: str, environment: str, ids: list[str]) -> list[str]:
     """The tenant's documents' PDF keys, in the order given; unknown ids are skipped (the
     create validation answers 400 for them)."""

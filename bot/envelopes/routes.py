@@ -6,6 +6,7 @@ import base64
 import binascii
 import copy
 import hashlib
+import logging
 import shutil
 import tempfile
 from pathlib import Path
@@ -20,6 +21,7 @@ from bot.accounts.context import AuthContext
 from bot.documents import purge
 from bot.documents import service as documents
 from bot.documents.routes import ingest_file
+from bot.documents.storage import StorageUnavailable
 from bot.envelopes import (
     audit,
     from_template,
@@ -50,6 +52,7 @@ from bot.web.paths import API_PREFIX
 from bot.web.responses import Done, idempotent
 
 router = APIRouter(prefix=API_PREFIX, tags=["Envelopes"], route_class=AuthenticatedRoute)
+log = logging.getLogger("signbot.envelopes")
 
 StatusFilter = Literal[
     "DRAFT",
@@ -232,8 +235,8 @@ async def _create_legacy(
         out = await request.app.state.db.run(work)
     except BaseException:
         # Nothing refers to the files of a request that failed: leave none behind.
-        keys = {k for item in items for k in (item.storage_key, item.pdf_storage_key)}
-        await purge.remove_now(request.app.state.storage, sorted(k for k in keys if k))
+        keys = [k for item in items for k in (item.storage_key, item.pdf_storage_key)]
+        await purge.discard(request.app.state.db, request.app.state.storage, keys)
         raise
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
@@ -297,7 +300,13 @@ async def update_envelope(
     agg = await state.db.run(lambda s: service.update(s, ctx, envelope_id, body, secret=secret))
     changed = body.model_fields_set & {"fields", "document_ids", "recipients"}
     if changed and agg.fields:
-        await placement.refresh(state.db, state.storage, ctx, envelope_id, only_missing=False)
+        try:
+            await placement.refresh(state.db, state.storage, ctx, envelope_id, only_missing=False)
+        except StorageUnavailable as exc:
+            # The change is saved (answering 503 would invite a retry of a done update): the
+            # fields are placed at send instead, which a storage outage makes wait in turn.
+            log.warning("envelope %s: fields left to be placed at send: %s", envelope_id, exc)
+            await state.db.run(lambda s: placement.unplace(s, envelope_id))
         agg = await state.db.run(lambda s: queries.load(s, ctx, envelope_id))
     return envelope_json(agg, None, state.public_url)
 

@@ -16,12 +16,13 @@ pool timed out waiting for one) is not a bug: it answers 503 ``UNAVAILABLE`` wit
 looking — and logs one WARNING per :data:`UNAVAILABLE_LOG_SECONDS` (with the count of such
 answers), not a traceback per request. Any other database error (bad SQL, a constraint) is a
 bug: 500 ``INTERNAL``, logged with its traceback. :func:`database_unavailable` is the rule.
-The document store failing (:class:`~bot.documents.storage.StorageUnavailable`) is answered
-the same way, with its own throttled warning.
+Any :class:`~bot.errors.Unavailable` (document storage failing, say) is answered the same
+way, with its own throttled warning carrying the error's own words.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import time
@@ -33,7 +34,6 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from bot.db import DATABASE_ERRORS, database_unavailable
-from bot.documents.storage import StorageUnavailable
 from bot.errors import (
     Conflict,
     FieldError,
@@ -91,6 +91,9 @@ def problem(
 RETRY_AFTER_SECONDS = 5
 #: At most one warning per this many seconds while requests meet an unreachable database.
 UNAVAILABLE_LOG_SECONDS = 10.0
+
+#: OSErrors that say the machine's disk is in trouble (full, over quota, read-only, failing).
+_DISK_TROUBLE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO})
 
 _UNAVAILABLE_MESSAGE = "The service is temporarily unavailable; retry in a few seconds"
 
@@ -230,7 +233,7 @@ def install_problem_handlers(app: FastAPI) -> None:
         return problem(request, code, detail, headers=getattr(exc, "headers", None))
 
     database_log = _UnavailableLog("database unreachable")
-    storage_log = _UnavailableLog("document storage unavailable")
+    backend_log = _UnavailableLog("a backing service is unavailable")
 
     async def _database(request: Request, exc: Exception) -> Response:
         if not database_unavailable(exc):
@@ -239,14 +242,25 @@ def install_problem_handlers(app: FastAPI) -> None:
         database_log(request, cause, str(cause))
         return _unavailable(request, _UNAVAILABLE_MESSAGE)
 
-    @app.exception_handler(StorageUnavailable)
-    async def _storage(request: Request, exc: StorageUnavailable) -> Response:
-        storage_log(request, exc.__cause__ or exc, exc.reason)
+    @app.exception_handler(Unavailable)
+    async def _backend(request: Request, exc: Unavailable) -> Response:
+        """E.g. document storage failing: its own words (``str``) go to the log only."""
+        backend_log(request, exc, str(exc))
         return _unavailable(request, exc.message)
 
     # Handled where the routes run (inside the middlewares, so RateLimit-* headers are kept).
     for database_error in DATABASE_ERRORS:
         app.add_exception_handler(database_error, _database)
+
+    @app.exception_handler(OSError)
+    async def _os_error(request: Request, exc: OSError) -> Response:
+        """The machine's disk in trouble (an upload's temporary file on a full disk, say) is
+        503: the operator must act, the client can only come back later. Other OSErrors are
+        bugs like any exception."""
+        if exc.errno not in _DISK_TROUBLE:
+            return await _unexpected(request, exc)
+        backend_log(request, exc, f"the server's disk: {exc}")
+        return _unavailable(request, _UNAVAILABLE_MESSAGE)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
