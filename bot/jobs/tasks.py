@@ -8,7 +8,9 @@ so a worker that died (lease expired, task taken again) cannot overwrite its suc
 
 A failing task is retried with backoff (``5 s * 4**(n-1)``, capped at one hour, ±20 %) until
 its kind's ``max_attempts`` — ``None`` means forever: a finished envelope must never stay
-unsealed because a timestamp authority was down for a night.
+unsealed because a timestamp authority was down for a night. A failure because one of our own
+backing services is down (:class:`~bot.errors.Unavailable`, e.g. document storage) never uses
+up the attempts.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from sqlmodel import Session, col, select
 
 from bot import metrics
 from bot.db import Database, insert_rows, plain_row
+from bot.errors import Unavailable
 from bot.ids import new_id
 from bot.jobs.models import Task
 from bot.timeutil import utcnow
@@ -238,7 +241,12 @@ class TaskRunner:
             beat.cancel()
             error = _describe(exc)
             permanent = isinstance(exc, TaskFailed)
-            give_up = permanent or (kind.max_attempts is not None and attempts >= kind.max_attempts)
+            # Our own backing service down (document storage, say) is no fault of the task's:
+            # it waits, with backoff, however long the outage lasts, rather than giving up a
+            # completion email after its kind's attempts.
+            ours_down = isinstance(exc, Unavailable)
+            exhausted = kind.max_attempts is not None and attempts >= kind.max_attempts
+            give_up = permanent or (exhausted and not ours_down)
             if give_up:
                 log.warning("task %s (%s) failed for good: %s", task.id, task.kind, error)
                 if kind.on_give_up is not None:

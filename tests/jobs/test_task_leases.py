@@ -12,11 +12,14 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlmodel import select
+from sqlalchemy import update
+from sqlmodel import col, select
 
 from bot.db import Database
+from bot.documents.storage import StorageUnavailable
 from bot.jobs.models import Task
 from bot.jobs.tasks import Kind, TaskRunner, enqueue
+from bot.timeutil import utcnow
 from tests.conftest import BACKENDS, PG_URL
 from tests.support.pg import migrated_database
 
@@ -175,3 +178,35 @@ async def test_a_run_whose_lease_was_taken_over_is_stopped(db: Database) -> None
     await asyncio.wait_for(stopped.wait(), timeout=5)
     row = _task(db, task_id)
     assert (row.status, row.claim) == ("running", "claim:successor")  # the successor's, intact
+
+
+async def test_our_own_outage_never_uses_up_a_tasks_attempts(db: Database) -> None:
+    """A completion email whose PDF cannot be read while storage is down waits for it, however
+    long that lasts; a failure of its own still counts."""
+    failures: list[Exception] = [StorageUnavailable("bucket 'docs' not reachable")] * 3
+    failures.append(RuntimeError("550 mailbox unavailable"))
+    given_up: list[str] = []
+
+    async def send(task: Task) -> None:
+        raise failures.pop(0)
+
+    async def give_up(task: Task, error: str) -> None:
+        given_up.append(error)
+
+    runner = TaskRunner(db, {"work": Kind(send, max_attempts=2, lease=LEASE, on_give_up=give_up)})
+    task_id = _enqueue(db)
+    for attempt in range(1, 5):
+        assert await runner.run_once() == 1
+        await _until(lambda: _task(db, task_id).claim is None)
+        task = _task(db, task_id)
+        assert task.attempts == attempt
+        if attempt < 4:
+            assert task.status == "pending", attempt
+            assert "bucket 'docs' not reachable" in (task.last_error or "")
+            db.run_sync(  # the backoff has passed
+                lambda s: s.exec(  # type: ignore[call-overload]
+                    update(Task).where(col(Task.id) == task_id).values(due_at=utcnow())
+                )
+            )
+    assert task.status == "failed" and "550" in (task.last_error or "")
+    assert len(given_up) == 1
