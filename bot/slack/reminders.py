@@ -39,7 +39,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
-from bot.db import Database
+from bot.db import Database, database_unavailable
 from bot.provider import Envelope, NotSupported, ProviderClient, ProviderConflict, ProviderError
 from bot.provider.models import Recipient
 from bot.slack import install, requests, store, views
@@ -430,8 +430,11 @@ def schedule_housekeeping(scheduler: AsyncIOScheduler, db: Database) -> Job:
     async def slack_housekeeping() -> None:
         try:
             gone = await db.run(store.forget_old_deliveries)
-        except Exception:
-            log.exception("forgetting old webhook deliveries failed; retrying in an hour")
+        except Exception as exc:
+            if not database_unavailable(exc):
+                log.exception("forgetting old webhook deliveries failed; retrying in an hour")
+            else:  # an outage is logged by the worker already: one line here, no traceback
+                log.warning("old webhook deliveries not forgotten (database down); next hour")
             return
         if gone:
             log.info("forgot %d webhook deliveries older than %s", gone, store.SEEN_RETENTION)

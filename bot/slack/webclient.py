@@ -2,16 +2,17 @@
 
 slack_sdk's async client retries only a failed connection by default. Slack answers bursts
 (thirty envelopes completing at once, a sequential envelope inviting its next group) with
-HTTP 429 and ``Retry-After``, and now and then a 500 or 503; without retries each of those
-is a thread reply, DM or signed PDF that silently never arrives. So every client also:
+HTTP 429 and ``Retry-After``, and now and then a 503; without retries each of those is a
+thread reply, DM or signed PDF that silently never arrives. So every client also:
 
-* waits out a 429 when Slack asks for at most :data:`MAX_RETRY_AFTER` seconds, twice at most
-  (a longer wait would hold a webhook or an interaction past its sender's timeout: the call
-  then fails as before, and is logged);
-* retries a 500 or 503, after a short pause.
+* waits out one 429 when Slack asks for at most :data:`MAX_RETRY_AFTER` seconds (a longer
+  wait fails the call as before, and it is logged);
+* retries a 503 (Slack did not take the request) up to twice, after a short pause. A 500 is
+  not retried: Slack may have posted the message before failing, and a post must not double.
 
-slack_sdk counts attempts once per call, across handlers: the counts below are ceilings on the
-call's retries of any kind (so a 429 then a 503 is retried twice, then the call fails).
+A notice is posted inside the provider's webhook request, so a wait can outlast the sender's
+timeout (10 s for this deployment's own webhooks). Nothing doubles then: the sender's retry
+finds the delivery claimed (503, come back later) and then done.
 """
 
 from __future__ import annotations
@@ -21,10 +22,7 @@ import random
 from typing import Any
 
 from slack_sdk.http_retry.async_handler import AsyncRetryHandler
-from slack_sdk.http_retry.builtin_async_handlers import (
-    AsyncConnectionErrorRetryHandler,
-    AsyncServerErrorRetryHandler,
-)
+from slack_sdk.http_retry.builtin_async_handlers import AsyncConnectionErrorRetryHandler
 from slack_sdk.http_retry.request import HttpRequest
 from slack_sdk.http_retry.response import HttpResponse
 from slack_sdk.http_retry.state import RetryState
@@ -34,10 +32,24 @@ MAX_RETRY_AFTER = 10
 """Seconds: the longest ``Retry-After`` the bot waits out within one call."""
 
 
+class UnavailableRetry(AsyncRetryHandler):
+    """A 503 is retried after a short backoff (0.5 s, then 1 s)."""
+
+    async def _can_retry_async(
+        self,
+        *,
+        state: RetryState,
+        request: HttpRequest,
+        response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> bool:
+        return response is not None and response.status_code == 503
+
+
 class BoundedRateLimitRetry(AsyncRetryHandler):
     """A 429 is retried after its ``Retry-After`` when that is short enough."""
 
-    def __init__(self, max_retry_count: int = 2, max_wait: float = MAX_RETRY_AFTER) -> None:
+    def __init__(self, max_retry_count: int = 1, max_wait: float = MAX_RETRY_AFTER) -> None:
         super().__init__(max_retry_count=max_retry_count)
         self.max_wait = max_wait
 
@@ -85,7 +97,7 @@ def web_client(**kwargs: Any) -> AsyncWebClient:
         retry_handlers=[
             AsyncConnectionErrorRetryHandler(),
             BoundedRateLimitRetry(),
-            AsyncServerErrorRetryHandler(max_retry_count=2),
+            UnavailableRetry(max_retry_count=2),
         ],
         **kwargs,
     )

@@ -13,14 +13,11 @@ from dataclasses import dataclass
 
 import pytest
 
-from bot import migrations
-from bot.app import create_app
 from bot.config import Settings
-from bot.db import Database
-from tests.conftest import BACKENDS, PG_URL, Server, Tenant, new_tenant
+from tests.conftest import BACKENDS, PG_URL, Server, Tenant, new_tenant, served_app
 from tests.support.mailbox import Mailbox, smtp_server
 from tests.support.pg import throwaway_database
-from tests.support.servers import free_port, uvicorn_thread
+from tests.support.servers import free_port
 
 
 @dataclass
@@ -39,22 +36,17 @@ def mail_server(
         if backend == "postgresql":
             assert PG_URL
             database_url = stack.enter_context(throwaway_database(PG_URL))
-        port = free_port()
         settings = Settings(
             data_dir=tmp_path_factory.mktemp(f"mail-{backend}"),
             database_url=database_url,
-            port=port,
+            port=free_port(),
             smtp_url=f"smtp://127.0.0.1:{smtp_port}",
             smtp_from="contracts@signbot.test",
             jobs_interval_seconds=0.2,
             rate_limit_enabled=False,
         )
-        db = Database(settings.effective_database_url)
-        migrations.upgrade(db)
-        app = create_app(settings, db)
-        base = stack.enter_context(uvicorn_thread(app, port))
-        yield MailServer(base, settings, db, app, backend, mailbox)
-        db.dispose()
+        served = stack.enter_context(served_app(settings, backend))
+        yield MailServer(served.base_url, settings, served.db, served.app, backend, mailbox)
 
 
 @pytest.fixture

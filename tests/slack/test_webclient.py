@@ -1,6 +1,5 @@
-"""The bot's Slack clients against the fake Web API: short rate limits and Slack's own
-errors are retried (a notice is not lost to a burst), long waits are not (a webhook or an
-interaction would outlive its sender's timeout)."""
+"""The bot's Slack clients against the fake Web API: a short rate limit and a 503 are retried
+(a notice is not lost to a burst), a long wait is not, nor a 500 (Slack may have posted)."""
 
 from __future__ import annotations
 
@@ -42,8 +41,16 @@ async def test_a_long_rate_limit_or_a_lasting_outage_fails_promptly(fake: SlackF
     assert time.monotonic() - started < 5
 
     for _ in range(3):
-        fake.server_error_next("chat.update", 500)
+        fake.server_error_next("chat.update", 503)
     with pytest.raises(SlackApiError):
         await client.chat_update(channel="C0CHAN", ts="1.2", text="x")
     assert len(fake.calls("chat.update")) == 3  # two retries, not a storm
     assert not fake.messages
+
+
+async def test_a_500_is_not_retried_as_slack_may_have_posted(fake: SlackFake) -> None:
+    client = web_client(token=fake.token, base_url=fake.base_url)
+    fake.server_error_next("chat.postMessage", 500)
+    with pytest.raises(SlackApiError):
+        await client.chat_postMessage(channel="C0CHAN", text="✅ Ada signed.")
+    assert len(fake.calls("chat.postMessage")) == 1
