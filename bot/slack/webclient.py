@@ -5,10 +5,11 @@ slack_sdk's async client retries only a failed connection by default. Slack answ
 HTTP 429 and ``Retry-After``, and now and then a 503; without retries each of those is a
 thread reply, DM or signed PDF that silently never arrives. So every client also:
 
-* waits out one 429 when Slack asks for at most :data:`MAX_RETRY_AFTER` seconds (a longer
-  wait fails the call as before, and it is logged);
-* retries a 503 (Slack did not take the request) up to twice, after a short pause. A 500 is
-  not retried: Slack may have posted the message before failing, and a post must not double.
+* waits out a first 429 when Slack asks for at most :data:`MAX_RETRY_AFTER` seconds (a
+  longer wait fails the call as before, and it is logged);
+* retries a 503 (Slack did not take the request), after a short pause; two retries per call
+  at most, of either kind. A 500 is not retried: Slack may have posted the message before
+  failing, and a post must not double.
 
 A notice is posted inside the provider's webhook request, so a wait can outlast the sender's
 timeout (10 s for this deployment's own webhooks). Nothing doubles then: the sender's retry
@@ -32,24 +33,11 @@ MAX_RETRY_AFTER = 10
 """Seconds: the longest ``Retry-After`` the bot waits out within one call."""
 
 
-class UnavailableRetry(AsyncRetryHandler):
-    """A 503 is retried after a short backoff (0.5 s, then 1 s)."""
+class SlackPushback(AsyncRetryHandler):
+    """Slack saying "not now": a 503 is retried after a short backoff (0.5 s, then 1 s); a
+    429 once, on the first attempt, after its ``Retry-After`` when that is short enough."""
 
-    async def _can_retry_async(
-        self,
-        *,
-        state: RetryState,
-        request: HttpRequest,
-        response: HttpResponse | None = None,
-        error: Exception | None = None,
-    ) -> bool:
-        return response is not None and response.status_code == 503
-
-
-class BoundedRateLimitRetry(AsyncRetryHandler):
-    """A 429 is retried after its ``Retry-After`` when that is short enough."""
-
-    def __init__(self, max_retry_count: int = 1, max_wait: float = MAX_RETRY_AFTER) -> None:
+    def __init__(self, max_retry_count: int = 2, max_wait: float = MAX_RETRY_AFTER) -> None:
         super().__init__(max_retry_count=max_retry_count)
         self.max_wait = max_wait
 
@@ -71,11 +59,12 @@ class BoundedRateLimitRetry(AsyncRetryHandler):
         response: HttpResponse | None = None,
         error: Exception | None = None,
     ) -> bool:
-        return (
-            response is not None
-            and response.status_code == 429
-            and self._retry_after(response) <= self.max_wait
-        )
+        if response is None:
+            return False
+        if response.status_code == 429:
+            short = self._retry_after(response) <= self.max_wait
+            return short and state.current_attempt == 0
+        return response.status_code == 503
 
     async def prepare_for_next_attempt_async(
         self,
@@ -85,7 +74,11 @@ class BoundedRateLimitRetry(AsyncRetryHandler):
         response: HttpResponse | None = None,
         error: Exception | None = None,
     ) -> None:
-        assert response is not None
+        if response is None or response.status_code != 429:
+            await super().prepare_for_next_attempt_async(
+                state=state, request=request, response=response, error=error
+            )
+            return
         state.next_attempt_requested = True
         await asyncio.sleep(self._retry_after(response) + random.random() / 2)  # noqa: S311
         state.increment_current_attempt()
@@ -96,8 +89,7 @@ def web_client(**kwargs: Any) -> AsyncWebClient:
     return AsyncWebClient(
         retry_handlers=[
             AsyncConnectionErrorRetryHandler(),
-            BoundedRateLimitRetry(),
-            UnavailableRetry(max_retry_count=2),
+            SlackPushback(),
         ],
         **kwargs,
     )

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -25,6 +25,7 @@ from bot.documents.storage import (
 from tests.conftest import Server, Tenant, make_pdf, new_tenant, served_app, upload
 from tests.support.s3 import SECRET_ACCESS_KEY, S3Server, moto_server
 from tests.support.servers import free_port
+from tests.support.storage import collect, keyed_calls
 
 KEY = "acc_1/doc_01HXYZ/original"
 PREFIX = "pfx/sub"
@@ -49,10 +50,6 @@ def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Storage:
         return LocalStorage(tmp_path / "files")
     s3: S3Server = request.getfixturevalue("s3")
     return S3Storage(s3.new_bucket(), PREFIX, s3.options)
-
-
-async def collect(chunks: AsyncIterator[bytes]) -> list[bytes]:
-    return [chunk async for chunk in chunks]
 
 
 # -- the contract, on every backend ---------------------------------------------------------
@@ -99,16 +96,9 @@ async def test_a_failing_store_is_unavailable_never_not_found(
     with pytest.raises(StorageUnavailable):
         await broken_storage.put_file(KEY, source)
     assert "temporarily unavailable" in raised.value.message  # what a client is told
-    with pytest.raises(StorageUnavailable):
-        await broken_storage.read_bytes(KEY)
-    with pytest.raises(StorageUnavailable):
-        await collect(broken_storage.stream(KEY))
-    with pytest.raises(StorageUnavailable):
-        await broken_storage.delete(KEY)
-    with pytest.raises(StorageUnavailable):
-        await broken_storage.exists(KEY)
-    with pytest.raises(StorageUnavailable):
-        await broken_storage.open_path(KEY)
+    for call in keyed_calls(broken_storage, KEY):
+        with pytest.raises(StorageUnavailable):
+            await call()
     assert not await broken_storage.healthy()
     if isinstance(broken_storage, LocalStorage):  # nothing recreated behind the operator's back
         assert not (broken_storage.root / "acc_1").exists()
