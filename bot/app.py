@@ -104,7 +104,10 @@ def create_app(
             # in the background: the provider may be this very process, not answering yet
             registering = asyncio.create_task(slack.ensure_webhook())
         if settings.role in ("all", "worker"):
-            worker = Worker(settings, db, secret_box, _task_kinds(app, settings))
+            kinds = _task_kinds(app, settings)
+            if slack is not None:
+                kinds.update(slack.task_kinds(timedelta(seconds=settings.jobs_lease_seconds)))
+            worker = Worker(settings, db, secret_box, kinds)
             worker.start()
             if slack is not None:
                 job = SlackReminders(db, slack.provider, slack.client_for, unseal=slack.unseal)

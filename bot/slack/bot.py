@@ -35,14 +35,14 @@ from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.db import Database
+from bot.jobs.tasks import Kind
 from bot.provider import ProviderClient
 from bot.provider.errors import ProviderError, ProviderNotFound
 from bot.provider.webhooks import WebhookSignatureError, verify
-from bot.slack import actions, approvals, home, install, notices, requests, store
+from bot.slack import actions, approvals, home, install, notices, store
 from bot.slack.commands import Commands
 from bot.slack.core import Core
 from bot.slack.modal import Modal
-from bot.slack.models import SignRequest
 from bot.slack.oauth import (
     FromInstallations,
     Installations,
@@ -198,6 +198,15 @@ class SlackBot:
 
     # ------------------------------------------------------------ notices
 
+    def task_kinds(self, lease: timedelta) -> dict[str, Kind]:
+        """The bot's background tasks, for the deployment's worker: its queued posts.
+
+        Retried with the tasks' backoff (5 s, 20 s, … then hourly) for about nine hours of
+        Slack trouble before one is given up (logged); two run at once per worker, so one
+        large PDF upload does not hold every other workspace's notices."""
+        poster = notices.Poster(self.core)
+        return {notices.KIND: Kind(poster, max_attempts=12, lease=lease, concurrency=2)}
+
     async def hook(self, request: Request) -> Any:
         """``/hooks/esign``: verified, deduplicated, then the channel message follows."""
         raw = await request.body()
@@ -235,12 +244,11 @@ class SlackBot:
         keeper = asyncio.create_task(self._keep_claim(event_id, token))
         try:
             silenced = await install.silenced(self.db, row.team_id)
-            client = None if silenced else await self.client_for(row.team_id)
-            if client is None:
-                await self._absorb_quietly(row)
-            else:
-                with self.core.bound(client):
-                    await notices.follow(self.core, row, name, data)
+            quiet = silenced or await self.client_for(row.team_id) is None
+            # the posts are queued, and the delivery marked handled, in one transaction
+            await notices.follow(
+                self.core, row, name, data, delivery=(event_id, token), quiet=quiet
+            )
         except Exception:
             keeper.cancel()
             # given back: the provider's retry does it again
@@ -251,12 +259,11 @@ class SlackBot:
             return JSONResponse({"error": "could not handle the event yet"}, status_code=503)
         finally:
             keeper.cancel()
-        await self.db.run(lambda s: store.finish_delivery(s, event_id, token))
         return {"ok": True}
 
     async def _keep_claim(self, event_id: str, token: str) -> None:
-        """Renew the claim on a delivery while its Slack calls take their time (a large PDF,
-        Slack's rate limits), so that no other replica handles it meanwhile."""
+        """Renew the claim on a delivery while it is handled (a slow provider answering the
+        envelope's state, with its retries), so that no other replica handles it meanwhile."""
         every = store.DELIVERY_CLAIM.total_seconds() / 3
         while True:
             await asyncio.sleep(every)
@@ -265,9 +272,3 @@ class SlackBot:
                     return
             except Exception:  # the database may be restarting: try again next time
                 log.warning("could not renew the claim on webhook %s", event_id, exc_info=True)
-
-    async def _absorb_quietly(self, row: SignRequest) -> None:
-        """The workspace uninstalled signbot (or has no install): the row keeps up, Slack
-        hears nothing."""
-        envelope = await self.provider.get_envelope(row.envelope_id or "")
-        await self.core.change(row.id, lambda r: requests.absorb(r, envelope))

@@ -41,6 +41,14 @@ T = TypeVar("T")
 _bound: contextvars.ContextVar[AsyncWebClient | None] = contextvars.ContextVar(
     "signbot_slack_client", default=None
 )
+_durable: contextvars.ContextVar[bool] = contextvars.ContextVar("signbot_durable", default=False)
+
+
+def transient(exc: SlackApiError) -> bool:
+    """Slack said "not now" (rate limited, or its own trouble after the client's retries)."""
+    status = getattr(exc.response, "status_code", 200)
+    error = str(exc.response.get("error") or "")
+    return status == 429 or status >= 500 or error in ("ratelimited", "service_unavailable")
 
 
 class Core:
@@ -143,11 +151,24 @@ class Core:
 
     # ------------------------------------------------------------ messages
 
+    @contextmanager
+    def durably(self) -> Iterator[None]:
+        """Slack calls made inside are a queued post's (a task): a transient refusal raises,
+        so that the task is retried later, instead of being logged and dropped."""
+        marker = _durable.set(True)
+        try:
+            yield
+        finally:
+            _durable.reset(marker)
+
     async def call(self, what: str, method: Callable[..., Any], **params: Any) -> Any:
-        """One Slack call whose refusal must not stop the flow: the answer, or None."""
+        """One Slack call whose refusal must not stop the flow: the answer, or None. Inside
+        :meth:`durably`, "not now" (429, Slack's 5xx) raises instead: the task retries."""
         try:
             return await method(**params)
         except SlackApiError as exc:
+            if _durable.get() and transient(exc):
+                raise
             log.warning("Slack refused %s: %s", what, exc.response.get("error"))
             return None
 

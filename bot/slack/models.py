@@ -68,7 +68,7 @@ class SeenDelivery(SQLModel, table=True):
     event_id: str = Field(primary_key=True, max_length=64)
     seen_at: datetime = Field(default_factory=utcnow, index=True)
     done: bool = Field(default=False, sa_column_kwargs={"server_default": sa_true()})
-    """The Slack posts for this event went out."""
+    """The event was absorbed and its Slack posts queued (as tasks, in the same transaction)."""
     claim: str | None = Field(default=None, max_length=32)
     """While not done: the attempt handling it (only that attempt may finish or release it)."""
     claimed_until: datetime | None = None

@@ -20,6 +20,7 @@ import httpx
 
 from bot.slack.models import SignRequest
 from tests.slack.conftest import Deployment
+from tests.support.cluster import until
 from tests.support.slack_requests import (
     forge,
     slash_command,
@@ -99,13 +100,19 @@ def test_sign_from_slack_to_sealed_pdf_in_the_thread(deployment: Deployment) -> 
     )
     final = _request(deployment, "NDA with Globex")
     assert final.status == "COMPLETED"
-    replies = [  # what Slack kept (refused attempts are not messages)
-        str(m.get("text"))
-        for m in list(fake.messages.values())
-        if m.get("thread_ts") == request.message_ts
-    ]
+
+    def replies() -> list[str]:  # what Slack kept (refused attempts are not messages)
+        return [
+            str(m.get("text"))
+            for m in list(fake.messages.values())
+            if m.get("thread_ts") == request.message_ts
+        ]
+
+    for name in signers.values():  # queued posts: each in its own time
+        until(lambda n=name: any(f"{n} signed" in t for t in replies()), what=f"{name}'s reply")
+    time.sleep(1)  # a doubled post would show by now
     for name in signers.values():
-        assert sum(f"{name} signed" in text for text in replies) == 1, replies
+        assert sum(f"{name} signed" in text for text in replies()) == 1, replies()
 
 
 def test_inline_errors_for_a_bad_submission(deployment: Deployment) -> None:
