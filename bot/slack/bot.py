@@ -205,7 +205,7 @@ class SlackBot:
         Slack trouble before one is given up (logged); two run at once per worker, so one
         large PDF upload does not hold every other workspace's notices."""
         poster = notices.Poster(self.core)
-        return {notices.KIND: Kind(poster, max_attempts=12, lease=lease, concurrency=2)}
+        return {notices.KIND: Kind(poster, max_attempts=15, lease=lease, concurrency=2)}
 
     async def hook(self, request: Request) -> Any:
         """``/hooks/esign``: verified, deduplicated, then the channel message follows."""

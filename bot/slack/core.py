@@ -45,10 +45,12 @@ _durable: contextvars.ContextVar[bool] = contextvars.ContextVar("signbot_durable
 
 
 def transient(exc: SlackApiError) -> bool:
-    """Slack said "not now" (rate limited, or its own trouble after the client's retries)."""
+    """Slack said "not now" without doing anything: rate limited (429), or unavailable (503),
+    after the client's own retries. Not a 500 or a gateway error: Slack may have posted
+    before failing, and a post must not double."""
     status = getattr(exc.response, "status_code", 200)
     error = str(exc.response.get("error") or "")
-    return status == 429 or status >= 500 or error in ("ratelimited", "service_unavailable")
+    return status in (429, 503) or error in ("ratelimited", "service_unavailable")
 
 
 class Core:

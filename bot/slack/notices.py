@@ -8,14 +8,22 @@
   creation or on approval) and after every update, since a sequential envelope invites the
   next group only when the previous one is done.
 
-**Why the posts are tasks** (DESIGN: "Slack posts (outbox too)"). Made inside the webhook
-request, a Slack hiccup part-way failed the delivery and the provider's retry posted again
-what had already gone out, and a replica killed between a post and its record did the same.
+**Why the posts are tasks** (the shared DESIGN.md: "Slack posts (outbox too)"). Made inside
+the webhook request, a Slack hiccup part-way failed the delivery and the provider's retry
+posted again what had already gone out, and a replica killed between a post and its record
+did the same.
 As tasks, each post is its own unit: queued once (the task key is the event id and the post's
 number, and the queueing commits with the delivery's "done"), retried alone with backoff
 while Slack is down or rate limiting, and never repeated because another post failed. What
 remains is the window every outside send has (email included): a worker killed after Slack
-took a post and before the task is marked done posts it again on takeover.
+took a post and before the task is marked done posts it again on takeover. Posts of one
+request may reach the thread out of order (two run at once, retries reshuffle them); the
+status message shows the latest state whichever runs last.
+
+Invitations are claimed (``dm_sent``) in the same transaction and queued one task per member,
+so a refused DM is retried alone and never costs another member theirs. An expiry is
+recorded there too (:func:`~bot.slack.reminders.mark_expired`), so only one of this route and
+the reminder job announces it.
 """
 
 from __future__ import annotations
@@ -26,12 +34,12 @@ from typing import Any
 from sqlmodel import Session
 
 from bot.jobs.models import Task
-from bot.jobs.tasks import enqueue
-from bot.provider.models import Envelope
+from bot.jobs.tasks import TaskFailed, enqueue
+from bot.provider.errors import ProviderNotFound
 from bot.slack import install, requests, store, views
 from bot.slack.core import Core
 from bot.slack.models import SignRequest
-from bot.slack.reminders import next_due, record_expiry
+from bot.slack.reminders import expiry_notices, mark_expired, next_due
 from bot.slack.requests import ACTIVE
 from bot.timeutil import utcnow
 
@@ -43,10 +51,13 @@ KIND = "slack"
 Step = dict[str, Any]
 
 
-def plan(row: SignRequest, name: str, data: dict[str, Any], envelope: Envelope) -> list[Step]:
-    """The posts webhook ``name`` calls for, in order (texts are made now, escaped)."""
-    if name == "envelope.expired" or envelope.status == "EXPIRED":
-        return [{"do": "expire"}]
+#: The invitation DM's personal message, as queued (the DM shows at most 2000 characters).
+MESSAGE_KEPT = 2000
+
+
+def plan(row: SignRequest, name: str, data: dict[str, Any]) -> list[Step]:
+    """The posts webhook ``name`` calls for, in order (texts are made now, escaped); the
+    invitations are added by :func:`follow`, which claims them."""
     steps: list[Step] = [{"do": "status"}]
     who = views.escape(" ".join(str(data.get("name") or data.get("email") or "Someone").split()))
     if name == "recipient.signed":
@@ -64,8 +75,16 @@ def plan(row: SignRequest, name: str, data: dict[str, Any], envelope: Envelope) 
         subject = views.safe(row.subject, 300)
         done = f"Request #{row.number} ({subject}) is complete."
         steps.append({"do": "dm", "user": row.requester_id, "text": done})
-    steps.append({"do": "invite", "message": envelope.message})
     return steps
+
+
+def _expiry_steps(row: SignRequest) -> list[Step]:
+    thread, dm = expiry_notices(row)
+    return [
+        {"do": "status"},
+        {"do": "thread", "text": thread},
+        {"do": "dm", "user": row.requester_id, "text": dm},
+    ]
 
 
 async def follow(
@@ -83,18 +102,19 @@ async def follow(
     the row keeps up and Slack hears nothing. Raises (nothing written) when the provider
     cannot be asked: the delivery is then given back for the provider's retry."""
     envelope = await core.provider.get_envelope(row.envelope_id or "")
-    steps = [] if quiet else plan(row, name, data, envelope)
-    expiring = bool(steps) and steps[0]["do"] == "expire"
+    expired = name == "envelope.expired" or envelope.status == "EXPIRED"
     event_id, token = delivery
 
     def work(session: Session) -> int:
         current = session.get(SignRequest, row.id, with_for_update=True)
+        steps: list[Step] = []
         if current is None:  # deleted meanwhile: nothing to say
-            store.finish_delivery(session, event_id, token)
-            return 0
-        if not expiring:
-            # an expiry is absorbed by its step (record_expiry), which announces it only if
-            # nothing recorded it first
+            pass
+        elif expired:
+            # announced only by whichever of this notice and the reminder job records it
+            marked = mark_expired(session, row.id, envelope)
+            steps = _expiry_steps(marked) if marked is not None else []
+        else:
             requests.absorb(current, envelope)
             fresh = current.next_reminder_at is None and current.reminders_sent == 0
             if fresh and current.status in ACTIVE:
@@ -102,10 +122,18 @@ async def follow(
                 due = next_due(current, utcnow())
                 if due is not None:
                     store.touch(current, next_reminder_at=due)
+            steps = plan(current, name, data)
+            message = (envelope.message or "")[:MESSAGE_KEPT] or None
+            steps += [
+                {"do": "invite", "email": p["email"], "message": message}
+                for p in (claim_invites(current) if not quiet else [])
+            ]
             session.add(current)
+        if quiet:
+            steps = []
         for number, step in enumerate(steps):
             payload = {"request": row.id, "event": event_id, **step}
-            enqueue(session, KIND, payload, key=f"{event_id[:100]}:{number}")
+            enqueue(session, KIND, payload, key=f"{event_id}:{number}")
         store.finish_delivery(session, event_id, token)
         return len(steps)
 
@@ -143,7 +171,10 @@ async def perform(core: Core, row: SignRequest, step: Step) -> None:
     elif what == "dm":
         await core.dm(str(step["user"]), text=str(step["text"]))
     elif what == "upload":
-        pdf = await core.provider.signed_document(row.envelope_id or "")
+        try:
+            pdf = await core.provider.signed_document(row.envelope_id or "")
+        except ProviderNotFound as exc:  # deleted at the provider: retrying cannot help
+            raise TaskFailed(f"the signed PDF is gone at the provider: {exc}") from exc
         await core.call(
             "files.upload",
             core.client.files_upload_v2,
@@ -155,11 +186,9 @@ async def perform(core: Core, row: SignRequest, step: Step) -> None:
             initial_comment="🎉 Everyone has signed. Here is the sealed PDF.",
         )
     elif what == "invite":
-        await invite_signers(core, row, step.get("message"))
-    elif what == "expire":
-        # whichever of this notice and the reminder job hears of it first announces it
-        envelope = await core.provider.get_envelope(row.envelope_id or "")
-        await record_expiry(core.db, core.client, row.id, envelope)
+        recipient = next((p for p in row.recipients if p.get("email") == step.get("email")), None)
+        if recipient is not None and row.status in requests.ACTIVE:
+            await send_invite(core, row, recipient, step.get("message"))
     else:
         log.warning("unknown queued Slack post %r for request %s; dropped", what, row.id)
 
@@ -174,44 +203,51 @@ def _due(recipient: dict[str, Any]) -> bool:
     )
 
 
-async def invite_signers(core: Core, row: SignRequest, message: str | None = None) -> int:
-    """DM every member whose turn it is and who was not DM'd yet; how many were.
-
-    Each DM is claimed in the row (``dm_sent``) before it is posted, in the row's own
-    transaction, so two deliveries handled at once cannot DM the same person twice (at most
-    once: a DM that Slack refuses is not retried)."""
+def claim_invites(row: SignRequest) -> list[dict[str, Any]]:
+    """Mark, in the row (locked by the caller), every member whose turn it is and who was not
+    DM'd yet as DM'd (``dm_sent``); those recipients. The mark is the claim: two deliveries
+    handled at once cannot invite the same person twice. Only with a link in hand: a notice
+    that beats the creation's own record (which keeps the links) must not use up the DM."""
     if row.status not in requests.ACTIVE:
-        return 0
+        return []
+    chosen = [dict(p) for p in row.recipients if _due(p)]
+    if chosen:
+        emails = {p["email"] for p in chosen}
+        row.recipients = [
+            {**p, "dm_sent": True} if p["email"] in emails else p for p in row.recipients
+        ]
+        store.touch(row)
+    return chosen
 
-    def claim(r: SignRequest) -> list[dict[str, Any]]:
-        # only with a link in hand: a notice that beats the creation's own record (which
-        # keeps the links) must not use up the DM
-        chosen = [dict(p) for p in r.recipients if _due(p) and p.get("sign_url_sealed")]
-        if chosen:
-            ids = {p["email"] for p in chosen}
-            r.recipients = [
-                {**p, "dm_sent": True} if p["email"] in ids else p for p in r.recipients
-            ]
-            store.touch(r)
-        return chosen
 
-    row, chosen = await core.change(row.id, claim)
+async def send_invite(
+    core: Core, row: SignRequest, recipient: dict[str, Any], message: str | None
+) -> None:
+    """The "Review and sign" DM to one claimed member."""
+    url = core.sign_url(recipient)
+    if not url:
+        return
+    try:
+        body = views.signer_dm(
+            subject=row.subject,
+            sign_url=url,
+            requester_id=row.requester_id,
+            message=message,
+            expires_at=row.expires_at,
+        )
+    except ValueError:
+        log.warning("request %s: a sign link unusable in Slack; no DM", row.id)
+        return
+    await core.dm(recipient["slack_user_id"], **body)
+
+
+async def invite_signers(core: Core, row: SignRequest, message: str | None = None) -> int:
+    """DM every member whose turn it is and who was not DM'd yet, now (after creating or
+    approving a request: the requester is watching); how many were. At most once each: a DM
+    Slack refuses is not retried. The webhook route queues them as tasks instead."""
+    row, chosen = await core.change(row.id, claim_invites)
     for recipient in chosen:
-        url = core.sign_url(recipient)
-        if not url:
-            continue
-        try:
-            body = views.signer_dm(
-                subject=row.subject,
-                sign_url=url,
-                requester_id=row.requester_id,
-                message=message,
-                expires_at=row.expires_at,
-            )
-        except ValueError:
-            log.warning("request %s: a sign link unusable in Slack; no DM", row.id)
-            continue
-        await core.dm(recipient["slack_user_id"], **body)
+        await send_invite(core, row, recipient, message)
     return len(chosen)
 
 

@@ -346,6 +346,37 @@ class SlackReminders:
         await _reply(self.client, row, text)
 
 
+def mark_expired(session: Session, request_id: str, envelope: Envelope) -> SignRequest | None:
+    """Record that the provider expired the request's envelope, in the caller's transaction:
+    the row, or None when it had already left the in-progress statuses (someone else recorded
+    the expiry, or it finished): only the caller that gets the row announces it."""
+    result = session.exec(  # type: ignore[call-overload]
+        update(SignRequest)
+        .where(col(SignRequest.id) == request_id, col(SignRequest.status).in_(ACTIVE))
+        .values(status="EXPIRED", next_reminder_at=None, updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:
+        return None
+    row = session.get(SignRequest, request_id)
+    assert row is not None
+    session.refresh(row)
+    _merge(row, envelope)
+    row.status = "EXPIRED"
+    session.add(row)
+    return row
+
+
+def expiry_notices(row: SignRequest) -> tuple[str, str]:
+    """What the thread and the requester are told of an expiry."""
+    line = views.status_line(requests.view_of(row, can_remind=False, can_cancel=False))
+    subject = views.safe(row.subject, 300)
+    return (
+        f"{line}; nobody can sign it any more.",
+        f"Request #{row.number} ({subject}): {line}.",
+    )
+
+
 async def record_expiry(
     db: Database,
     client: AsyncWebClient,
@@ -356,45 +387,24 @@ async def record_expiry(
 ) -> bool:
     """Record that the provider expired the request's envelope and announce it (status
     message, thread, requester's DM) — once: False, and nothing said, when the row had already
-    left the in-progress statuses. The webhook handler should call it for ``envelope.expired``
-    *before* absorbing the envelope, so whichever of the two hears of the expiry first is the
-    only one to announce it. ``announce=False``: recorded only (workspace uninstalled)."""
-
-    def mark(session: Session) -> SignRequest | None:
-        result = session.exec(  # type: ignore[call-overload]
-            update(SignRequest)
-            .where(col(SignRequest.id) == request_id, col(SignRequest.status).in_(ACTIVE))
-            .values(status="EXPIRED", next_reminder_at=None, updated_at=utcnow())
-            .execution_options(synchronize_session=False)
-        )
-        if result.rowcount != 1:
-            return None
-        row = session.get(SignRequest, request_id)
-        assert row is not None
-        _merge(row, envelope)
-        row.status = "EXPIRED"
-        session.add(row)
-        return row
-
-    row = await db.run(mark)
+    left the in-progress statuses (see :func:`mark_expired`; the webhook route marks it in
+    the transaction that queues its notices). ``announce=False``: recorded only."""
+    row = await db.run(lambda s: mark_expired(s, request_id, envelope))
     if row is None:
         return False
     if not announce:
         return True
     view = requests.view_of(row, can_remind=False, can_cancel=False)
-    line = views.status_line(view)
+    thread, dm = expiry_notices(row)
     if row.message_ts:
         try:
             message = views.status_message(view)
             await client.chat_update(channel=row.channel_id, ts=row.message_ts, **message)
         except SLACK_ERRORS as exc:
             log.warning("request %s: status message not updated: %s", row.id, exc)
-        await _reply(client, row, f"{line}; nobody can sign it any more.")
-    subject = views.safe(row.subject, 300)
+        await _reply(client, row, thread)
     try:
-        await client.chat_postMessage(
-            channel=row.requester_id, text=f"Request #{row.number} ({subject}): {line}."
-        )
+        await client.chat_postMessage(channel=row.requester_id, text=dm)
     except SLACK_ERRORS as exc:
         log.warning("request %s: expiry DM to the requester failed: %s", row.id, exc)
     return True

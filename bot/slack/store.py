@@ -123,8 +123,8 @@ def _held(event_id: str, token: str) -> Any:
 
 
 def renew_delivery(session: Session, event_id: str, token: str) -> bool:
-    """Extend the claim while the handling goes on (a slow upload to Slack); False when it
-    was lost."""
+    """Extend the claim while the handling goes on (a slow provider); False when it was
+    lost."""
     result = session.exec(  # type: ignore[call-overload]
         update(SeenDelivery)
         .where(_held(event_id, token), col(SeenDelivery.done).is_(False))
@@ -135,7 +135,8 @@ def renew_delivery(session: Session, event_id: str, token: str) -> bool:
 
 
 def finish_delivery(session: Session, event_id: str, token: str) -> None:
-    """The event's Slack posts went out: redeliveries are acknowledged from now on."""
+    """The event was absorbed and its posts queued: redeliveries are acknowledged from now
+    on (in the caller's transaction, with the queueing)."""
     session.exec(  # type: ignore[call-overload]
         update(SeenDelivery)
         .where(_held(event_id, token))

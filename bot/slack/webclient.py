@@ -11,9 +11,9 @@ thread reply, DM or signed PDF that silently never arrives. So every client also
   at most, of either kind. A 500 is not retried: Slack may have posted the message before
   failing, and a post must not double.
 
-A notice is posted inside the provider's webhook request, so a wait can outlast the sender's
-timeout (10 s for this deployment's own webhooks). Nothing doubles then: the sender's retry
-finds the delivery claimed (503, come back later) and then done.
+The waits stay short because most calls are made while someone waits (a modal, a button);
+the webhook notices are queued tasks, which also retry later, with backoff, what these
+retries could not get through (:mod:`bot.slack.notices`).
 """
 
 from __future__ import annotations
