@@ -221,12 +221,18 @@ def claim_invites(row: SignRequest) -> list[dict[str, Any]]:
 
 
 async def send_invite(
-    core: Core, row: SignRequest, recipient: dict[str, Any], message: str | None
-) -> None:
-    """The "Review and sign" DM to one claimed member."""
+    core: Core,
+    row: SignRequest,
+    recipient: dict[str, Any],
+    message: str | None = None,
+    *,
+    reminder: bool = False,
+) -> Any:
+    """The "Review and sign" DM (or its reminder) to one member; Slack's answer, or None when
+    there was nothing to send or Slack refused."""
     url = core.sign_url(recipient)
     if not url:
-        return
+        return None
     try:
         body = views.signer_dm(
             subject=row.subject,
@@ -234,11 +240,12 @@ async def send_invite(
             requester_id=row.requester_id,
             message=message,
             expires_at=row.expires_at,
+            reminder=reminder,
         )
     except ValueError:
         log.warning("request %s: a sign link unusable in Slack; no DM", row.id)
-        return
-    await core.dm(recipient["slack_user_id"], **body)
+        return None
+    return await core.dm(recipient["slack_user_id"], **body)
 
 
 async def invite_signers(core: Core, row: SignRequest, message: str | None = None) -> int:
@@ -257,19 +264,8 @@ async def remind_signers(core: Core, row: SignRequest) -> int:
     for recipient in row.recipients:
         waiting = (recipient.get("status") or "").upper() in requests.WAITING
         role = (recipient.get("role") or "SIGNER").upper()
-        url = core.sign_url(recipient) if waiting and role in requests.ACTING_ROLES else None
-        if not url or not recipient.get("slack_user_id"):
+        if not (waiting and role in requests.ACTING_ROLES and recipient.get("slack_user_id")):
             continue
-        try:
-            body = views.signer_dm(
-                subject=row.subject,
-                sign_url=url,
-                requester_id=row.requester_id,
-                expires_at=row.expires_at,
-                reminder=True,
-            )
-        except ValueError:
-            continue
-        if await core.dm(recipient["slack_user_id"], **body) is not None:
+        if await send_invite(core, row, recipient, reminder=True) is not None:
             count += 1
     return count
