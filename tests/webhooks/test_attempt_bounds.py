@@ -43,7 +43,7 @@ async def test_a_trickling_receiver_is_cut_off_at_the_timeout() -> None:
         elapsed = time.monotonic() - started
     assert not outcome.ok
     assert outcome.error is not None and "timed out" in outcome.error
-    assert elapsed < 2.0
+    assert elapsed < 3.0  # cut at the 1 s timeout: the trickle would last 200 s
 
 
 async def test_a_huge_answer_is_not_read_whole() -> None:
@@ -67,4 +67,4 @@ async def test_a_huge_answer_is_not_read_whole() -> None:
         elapsed = time.monotonic() - started
     assert outcome.ok and outcome.status_code == 200
     assert outcome.response is not None and len(outcome.response) == RESPONSE_KEPT
-    assert elapsed < 2.0
+    assert elapsed < 3.0  # not 50 MB read (room for a busy machine's pauses)
