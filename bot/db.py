@@ -12,8 +12,8 @@ raises, which is the request or job boundary DESIGN.md asks for.
 
 from __future__ import annotations
 
-import contextlib
 import sqlite3
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import cache
@@ -199,6 +199,10 @@ def insert_rows(session: Session, model: type[SQLModel], rows: list[SimpleNamesp
     )
 
 
+#: Tries of :func:`shared_value` before it gives up (each losing a race reads the winner's).
+SHARED_VALUE_ATTEMPTS = 10
+
+
 def shared_value(db: Database, model: type[SQLModel], key: str, make: Callable[[], str]) -> str:
     """The ``value`` under ``key`` in a key/value table, created once with ``make()``: every
     replica reads the same one, and when two create it at the same first start the primary key
@@ -208,11 +212,15 @@ def shared_value(db: Database, model: type[SQLModel], key: str, make: Callable[[
         row: Any = session.get(model, key)
         return row.value if row else None
 
-    value = db.run_sync(read)
-    if value is not None:
-        return value
-    with contextlib.suppress(IntegrityError):
-        db.run_sync(lambda s: s.add(model(key=key, value=make())))
-    value = db.run_sync(read)
-    assert value is not None
-    return value
+    for attempt in range(SHARED_VALUE_ATTEMPTS):
+        value = db.run_sync(read)
+        if value is not None:
+            return value
+        try:
+            made = make()  # may write rows of its own, which another replica may race for
+            db.run_sync(lambda s, v=made: s.add(model(key=key, value=v)))
+        except IntegrityError:
+            # another replica got there first (the value, or something make() needed):
+            # read again, after a short pause in case its transaction is still open
+            time.sleep(0.05 * (attempt + 1))
+    raise RuntimeError(f"could not read or create the shared setting {key!r}")

@@ -65,9 +65,22 @@ def create_account(session: Session, name: str, email: str | None = None) -> Acc
 
 
 def default_account(session: Session) -> Account:
-    """The default account, created at first use (the CLI's and the bot's home)."""
-    account = session.exec(select(Account).where(Account.name == DEFAULT_ACCOUNT_NAME)).first()
-    return account or create_account(session, DEFAULT_ACCOUNT_NAME)
+    """The default account, created at first use (the CLI's and the bot's home).
+
+    Replicas starting together race to create it: one that sees it committed between its
+    two reads takes it; one whose insert loses to the unique name raises IntegrityError,
+    and its caller's retry finds it (:func:`bot.db.shared_value` does)."""
+    query = select(Account).where(Account.name == DEFAULT_ACCOUNT_NAME)
+    account = session.exec(query).first()
+    if account is not None:
+        return account
+    try:
+        return create_account(session, DEFAULT_ACCOUNT_NAME)
+    except ValidationFailed:
+        account = session.exec(query).first()  # created and committed just now, elsewhere
+        if account is None:
+            raise
+        return account
 
 
 def find_account(session: Session, id_or_name: str) -> Account:
