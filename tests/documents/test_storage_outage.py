@@ -82,9 +82,13 @@ def test_a_lost_disk_answers_503_and_a_delete_meanwhile_is_finished_later(
             assert "document storage unavailable" in (tried.last_error or "")
 
         assert all(p.exists() for p in files)  # the disk came back as it was
-        until(lambda: not any(p.exists() for p in files), timeout=30, what="the files purged")
-        task = server.db.run_sync(lambda s: s.exec(select(Task).where(Task.kind == KIND)).one())
-        assert task.status == "done" and task.attempts >= 2
+
+        def purge_task() -> Task:
+            return server.db.run_sync(lambda s: s.exec(select(Task).where(Task.kind == KIND)).one())
+
+        until(lambda: purge_task().status == "done", timeout=30, what="the purge task done")
+        assert not any(p.exists() for p in files)
+        assert purge_task().attempts >= 2
         assert httpx.get(f"{server.base_url}/readyz").status_code == 200
         tenant.client.close()
 
