@@ -44,8 +44,9 @@ OUTAGE_LOG_SECONDS = 30.0
 
 
 def housekeeping(session: Session) -> None:
-    """Keep tables bounded: finished deliveries (and their attempt log, by cascade) and
-    dispatched events older than 30 days go, as do expired idempotency records."""
+    """Keep tables bounded: finished deliveries (and their attempt log, by cascade),
+    dispatched events and finished tasks (done or given up: their payloads hold names and
+    texts) older than 30 days go, as do expired idempotency records."""
     cutoff = utcnow() - RETENTION
     session.exec(  # type: ignore[call-overload]
         delete(WebhookDelivery).where(
@@ -59,7 +60,7 @@ def housekeeping(session: Session) -> None:
         )
     )
     session.exec(  # type: ignore[call-overload]
-        delete(Task).where(col(Task.status) == "done", col(Task.finished_at) < cutoff)
+        delete(Task).where(col(Task.status).in_(("done", "failed")), col(Task.finished_at) < cutoff)
     )
     purge_expired(session)
 

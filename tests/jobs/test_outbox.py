@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from bot import migrations
@@ -22,8 +23,9 @@ from bot.accounts import service as accounts
 from bot.accounts.context import AuthContext
 from bot.db import Database
 from bot.jobs.dispatch import dispatch
-from bot.jobs.models import OutboxEvent
+from bot.jobs.models import OutboxEvent, Task
 from bot.jobs.outbox import emit
+from bot.jobs.tasks import enqueue
 from bot.jobs.worker import housekeeping
 from bot.secretbox import SecretBox
 from bot.timeutil import utcnow
@@ -383,8 +385,26 @@ def test_housekeeping_drops_old_finished_rows_only(db: Database, t: T):
         return ids
 
     ids = db.run_sync(seed)
+
+    def seed_tasks(session: Session) -> dict[str, str]:
+        made = {}
+        for status in ("done", "failed", "pending"):
+            task_id = enqueue(session, "mail", {"to": f"{status}@example.com"})
+            session.exec(  # type: ignore[call-overload]
+                update(Task)
+                .where(col(Task.id) == task_id)
+                .values(status=status, finished_at=old if status != "pending" else None)
+            )
+            made[status] = task_id
+        return made
+
+    tasks = db.run_sync(seed_tasks)
     db.run_sync(housekeeping)
     left = {d.id for d in _deliveries(db, endpoint.id)}
     assert left == {ids["pending"]}
     events = {e.id for e in _events(db, t.account_id)}
     assert events == {ids["evt-pending"]}
+    kept = db.run_sync(
+        lambda s: {x.id for x in s.exec(select(Task).where(col(Task.id).in_(tasks.values())))}
+    )
+    assert kept == {tasks["pending"]}  # done and given-up tasks go after 30 days
