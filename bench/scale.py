@@ -472,36 +472,17 @@ def throughput(args: argparse.Namespace, admin: Any, base: Any, created: list[st
 
 
 def envelope_scan(now: datetime) -> Any:
-    """The SELECT of ``bot.envelopes.reminders.remind_due`` (kept in step with it by hand; the
-    SQL the job really sends is compared with this one's at the end of the run)."""
-    from sqlmodel import col, select
-
+    """The SELECT of ``bot.envelopes.reminders.remind_due``: the job's own query."""
     from bot.envelopes import reminders
-    from bot.envelopes.models import Envelope
 
-    return (
-        select(Envelope)
-        .where(col(Envelope.next_reminder_at) <= now)
-        .order_by(col(Envelope.next_reminder_at))
-        .limit(reminders.BATCH)
-        .with_for_update(skip_locked=True)
-    )
+    return reminders.due_query(now)
 
 
 def slack_scan(now: datetime) -> Any:
-    """The SELECT of ``bot.slack.reminders.claim`` (same caveat as :func:`envelope_scan`)."""
-    from sqlmodel import col, select
-
+    """The SELECT of ``bot.slack.reminders.claim``: the job's own query."""
     from bot.slack import reminders
-    from bot.slack.models import SignRequest
 
-    return (
-        select(SignRequest)
-        .where(col(SignRequest.next_reminder_at) <= now)
-        .order_by(col(SignRequest.next_reminder_at))
-        .limit(reminders.BATCH)
-        .with_for_update(skip_locked=True)
-    )
+    return reminders.due_query(now)
 
 
 def run_remind_due(session: Any) -> str:

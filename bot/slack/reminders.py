@@ -91,15 +91,21 @@ class Claim:
     number: int = 0
 
 
-def claim(session: Session, now: datetime, limit: int = BATCH) -> list[Claim]:
-    """Claim the due requests in the caller's transaction (see the module's docstring)."""
-    rows = session.exec(
+def due_query(now: datetime, limit: int = BATCH) -> Any:
+    """The requests due a look, through the index on ``next_reminder_at`` (``bench/scale.py``
+    EXPLAINs this very query)."""
+    return (
         select(SignRequest)
         .where(col(SignRequest.next_reminder_at) <= now)
         .order_by(col(SignRequest.next_reminder_at))
         .limit(limit)
         .with_for_update(skip_locked=True)
-    ).all()
+    )
+
+
+def claim(session: Session, now: datetime, limit: int = BATCH) -> list[Claim]:
+    """Claim the due requests in the caller's transaction (see the module's docstring)."""
+    rows = session.exec(due_query(now, limit)).all()
     claims: list[Claim] = []
     for row in rows:
         values: dict[str, Any] = {}

@@ -116,6 +116,7 @@ async def test_put_file_copies_and_leaves_the_source(storage: Storage, tmp_path:
         assert path is None  # callers stream it instead
     else:
         assert path is not None and path.read_bytes() == data
+        assert isinstance(storage, LocalStorage) and path.is_relative_to(storage.root)
     assert b"".join(await collect(storage.stream(KEY))) == data
     with pytest.raises(FileNotFoundError):
         await storage.put_file("other/key", tmp_path / "missing")

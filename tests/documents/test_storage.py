@@ -32,18 +32,6 @@ async def test_bytes_round_trip(storage: LocalStorage) -> None:
     assert (storage.root / "acc_1" / "doc_01HXYZ" / "original").read_bytes() == b"%PDF-1.7 hello"
 
 
-async def test_put_file_copies_and_leaves_the_source(storage: LocalStorage, tmp_path: Path) -> None:
-    src = tmp_path / "upload.part"
-    data = bytes(range(256)) * 1000
-    src.write_bytes(data)
-    await storage.put_file(KEY, src)
-    assert src.read_bytes() == data
-    assert await storage.read_bytes(KEY) == data
-    path = await storage.open_path(KEY)
-    assert path is not None and path.read_bytes() == data
-    assert path.is_relative_to(storage.root)
-
-
 async def test_stream_yields_chunks(storage: LocalStorage) -> None:
     data = b"x" * 10 + b"y" * 10 + b"z" * 5
     await storage.put_bytes("a/b", data)

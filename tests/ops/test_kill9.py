@@ -132,14 +132,7 @@ def deployment(
             env["SIGNBOT_DATABASE_URL"] = stack.enter_context(
                 throwaway_database(PG_URL, prefix="signbot_kill")
             )
-            s3 = stack.enter_context(moto_server())
-            bucket = s3.new_bucket()
-            env |= {
-                "SIGNBOT_STORAGE_URL": f"s3://{bucket}/kill9",
-                "SIGNBOT_S3_ENDPOINT_URL": s3.endpoint_url,
-                "SIGNBOT_S3_ACCESS_KEY_ID": s3.options.access_key_id or "",
-                "SIGNBOT_S3_SECRET_ACCESS_KEY": s3.options.secret_access_key or "",
-            }
+            env |= stack.enter_context(moto_server()).environment("kill9")
         replica = Replica("a", data_dir, env).start()
         stack.callback(replica.terminate)
         key = create_key(data_dir, env)

@@ -99,14 +99,10 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
         database_url = stack.enter_context(throwaway_database(PG_URL, prefix="signbot_pair"))
         redis = stack.enter_context(redis_server())
         s3 = stack.enter_context(moto_server())
-        bucket = s3.new_bucket()
         env = {
             "SIGNBOT_DATABASE_URL": database_url,
             "SIGNBOT_REDIS_URL": redis.url,
-            "SIGNBOT_STORAGE_URL": f"s3://{bucket}/pair",
-            "SIGNBOT_S3_ENDPOINT_URL": s3.endpoint_url,
-            "SIGNBOT_S3_ACCESS_KEY_ID": s3.options.access_key_id or "",
-            "SIGNBOT_S3_SECRET_ACCESS_KEY": s3.options.secret_access_key or "",
+            **s3.environment("pair"),
             "SIGNBOT_SMTP_URL": smtp.url,
             "SIGNBOT_SMTP_FROM": "contracts@signbot.test",
             "SIGNBOT_SMS_URL": sms.url,

@@ -72,10 +72,7 @@ def bots(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bots]:
         env = {
             "SIGNBOT_DATABASE_URL": database_url,
             "SIGNBOT_PUBLIC_URL": balancer.url,
-            "SIGNBOT_STORAGE_URL": f"s3://{s3.new_bucket()}/bots",
-            "SIGNBOT_S3_ENDPOINT_URL": s3.endpoint_url,
-            "SIGNBOT_S3_ACCESS_KEY_ID": s3.options.access_key_id or "",
-            "SIGNBOT_S3_SECRET_ACCESS_KEY": s3.options.secret_access_key or "",
+            **s3.environment("bots"),
             "SIGNBOT_SMTP_URL": smtp.url,
             "SIGNBOT_JOBS_INTERVAL_SECONDS": "0.2",
             "SIGNBOT_JOBS_LEASE_SECONDS": "2",

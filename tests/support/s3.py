@@ -50,6 +50,17 @@ class S3Server:
             "s3_secret_access_key": SECRET_ACCESS_KEY,
         }
 
+    def environment(self, prefix: str) -> dict[str, str]:
+        """The ``SIGNBOT_*`` variables that put a ``signbot serve`` on a fresh bucket here,
+        its objects under ``prefix``."""
+        return {
+            "SIGNBOT_STORAGE_URL": f"s3://{self.new_bucket()}/{prefix}",
+            "SIGNBOT_S3_ENDPOINT_URL": self.endpoint_url,
+            "SIGNBOT_S3_REGION": REGION,
+            "SIGNBOT_S3_ACCESS_KEY_ID": ACCESS_KEY_ID,
+            "SIGNBOT_S3_SECRET_ACCESS_KEY": SECRET_ACCESS_KEY,
+        }
+
     @cached_property
     def client(self) -> Any:
         """A plain boto3 client, to look into the buckets behind signbot's back."""
