@@ -53,7 +53,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -63,6 +63,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from api import (
     REQUESTS_PER_KEY,
     Load,
+    Result,
     create_body,
     expect_status,
     lua_script,
@@ -171,22 +172,13 @@ def cpu_meter(replica_pids: list[int]) -> Iterator[list[CpuUse]]:
 # ==================================================================================== throughput
 
 
-@dataclass
-class Figures:
-    target: str
-    replicas: int
-    rps: float
-    p50_ms: float
-    p99_ms: float
-    non_2xx: int
-    errors: int
-    requests: int
-    cpu: CpuUse
-    notes: list[str] = field(default_factory=list)
+@dataclass(kw_only=True)
+class Figures(Result):
+    """One figure of the API bench's (``name`` is the target: read or create), run on
+    ``replicas`` replicas, with their CPU use."""
 
-    @property
-    def clean(self) -> bool:
-        return self.non_2xx == 0 and self.errors == 0 and self.requests > 0
+    replicas: int
+    cpu: CpuUse
 
 
 ADDR_HOOK = "function setup(thread)\n"
@@ -286,15 +278,15 @@ class RoundRobin:
         with cpu_meter([s.proc.pid for s in servers]) as cpu:
             figures = self.run(servers, load, self.args.duration)
         result = Figures(
-            target,
-            len(servers),
-            figures["rps"],
-            figures["p50_ms"],
-            figures["p99_ms"],
-            figures["non_2xx"],
-            figures["errors"],
-            figures["requests"],
-            cpu[0],
+            name=target,
+            replicas=len(servers),
+            rps=figures["rps"],
+            p50_ms=figures["p50_ms"],
+            p99_ms=figures["p99_ms"],
+            non_2xx=figures["non_2xx"],
+            errors=figures["errors"],
+            requests=figures["requests"],
+            cpu=cpu[0],
         )
         if figures.get("timeouts"):
             result.notes.append(f"{figures['timeouts']} requests timed out")
@@ -312,7 +304,7 @@ THROUGHPUT_HEADER = (
 def format_figures(f: Figures) -> str:
     reps = "+".join(f"{c:.2f}" for c in f.cpu.replicas)
     return (
-        f"{f.target:<8} {f.replicas:>8} {f.rps:>8.0f} {f.p50_ms:>8.1f} {f.p99_ms:>8.1f} "
+        f"{f.name:<8} {f.replicas:>8} {f.rps:>8.0f} {f.p50_ms:>8.1f} {f.p99_ms:>8.1f} "
         f"{f.non_2xx:>8} {f.errors:>7}   {'':>10} {f.cpu.loadgen:>6.2f} {reps:>11} "
         f"{f.cpu.services:>8.2f} {f.cpu.other:>6.2f} {f.cpu.machine:>7.2f}   "
         f"{1e3 * sum(f.cpu.replicas) / max(f.rps, 1e-9):>18.1f}"
@@ -454,11 +446,11 @@ def throughput(args: argparse.Namespace, admin: Any, base: Any, created: list[st
 
     for r in results:
         for note in r.notes:
-            print(f"note: {r.target} x{r.replicas}: {note}")
+            print(f"note: {r.name} x{r.replicas}: {note}")
     valid = all(r.clean for r in results)
     print("\nratio 2 replicas / 1 replica (no target; see the NOTE on cores above):")
     for target in ("read", "create"):
-        one, two = (r for r in results if r.target == target)
+        one, two = (r for r in results if r.name == target)
         flag = "" if one.clean and two.clean else "   INVALID: non-2xx responses or errors"
         print(
             f"  {target:<7} {two.rps / one.rps:5.2f}x req/s   "
